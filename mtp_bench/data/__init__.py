@@ -1,0 +1,1 @@
+"""Tasks (where examples come from) and the pipeline from records to batches."""

@@ -1,0 +1,79 @@
+"""GSM8K (Cobbe et al. 2021, MIT licence): from the hub (``openai/gsm8k``, ``main``) or a local directory holding
+``train.jsonl`` and ``test.jsonl`` in the original format (``question``, ``answer`` ending in ``#### n``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
+from mtp_bench.data.tasks import DataError, read_jsonl
+
+FINAL_ANSWER_MARK = "####"
+
+
+def gold_answer(solution: str) -> str:
+    """The number after ``####`` in a GSM8K solution, as written (normalisation is the scorer's job)."""
+    if FINAL_ANSWER_MARK not in solution:
+        raise DataError(f"answer has no final '{FINAL_ANSWER_MARK} n' line (ends {solution[-60:]!r})")
+    return solution.rsplit(FINAL_ANSWER_MARK, 1)[1].strip()
+
+
+class GSM8KParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
+
+    source: Literal["local", "hub"] = "local"
+    """``local`` reads ``path``; ``hub`` loads ``hub_id`` with the datasets library (needs network or its cache)."""
+
+    path: str | None = None
+    """Directory with ``train.jsonl`` and ``test.jsonl`` (``source: local``). Relative paths start at the working
+    directory; suites use ``${MTP_BENCH_GSM8K_DIR:-../shared/data/gsm8k}``."""
+
+    hub_id: str = "openai/gsm8k"
+    """Dataset id on the hub (``source: hub``)."""
+
+    hub_config: str = "main"
+    """Dataset configuration on the hub."""
+
+    @field_validator("path")
+    @classmethod
+    def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("source") != "local":
+            return path
+        if not path:
+            raise ValueError("source is local but no path is given")
+        directory = Path(path)
+        if not directory.is_dir():
+            raise ValueError(f"data directory {directory.resolve()} does not exist")
+        missing = [name for name in ("train.jsonl", "test.jsonl") if not (directory / name).is_file()]
+        if missing:
+            raise ValueError(f"{directory.resolve()} lacks {', '.join(missing)}")
+        return path
+
+
+class GSM8K:
+    """Grade-school maths word problems; records carry ``question``, ``answer`` (full solution) and ``gold``."""
+
+    name: ClassVar[str] = "gsm8k"
+    Params: ClassVar[type] = GSM8KParams
+    prompt_template: ClassVar[str] = "Question: {question}\n\nAnswer:"  # the MuToR paper's format
+    answer_template: ClassVar[str] = " {answer}"
+    tokenizer_kind: ClassVar[Literal["bpe", "word"]] = "bpe"
+
+    def __init__(self, params: GSM8KParams):
+        self.params = params
+
+    def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
+        if self.params.source == "local":
+            assert self.params.path is not None
+            rows = read_jsonl(
+                Path(self.params.path) / f"{split}.jsonl",
+                required=("question", "answer"),
+                check=lambda row: gold_answer(row["answer"]),
+            )
+        else:
+            import datasets  # imported here: only the hub path needs it
+
+            rows = list(datasets.load_dataset(self.params.hub_id, self.params.hub_config, split=split))
+        return [{"question": r["question"], "answer": r["answer"], "gold": gold_answer(r["answer"])} for r in rows]

@@ -1,0 +1,181 @@
+"""From task records to batches: splits, tokenization, the step sampler and collation.
+
+The sampler treats the training data as a stream of shuffled epochs: optimiser step s consumes the next
+``batch_size x grad_accum x world_size`` examples of the stream. Every data-parallel rank sees the same stream, so a
+run on W workers trains on exactly the examples a single process with W times the accumulation would.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from mtp_bench.api import IGNORE_INDEX, TokenBatch
+from mtp_bench.data.tasks import DataError, Example, format_examples
+
+# Validation is carved with a fixed seed, independent of the trial's seed: every method and seed of a suite is
+# selected on the same examples.
+VALIDATION_SEED = 20250513
+
+
+@dataclass
+class Splits:
+    train: list[Example]
+    validation: list[Example]
+    test: list[Example]
+
+
+def build_splits(
+    task: Any,
+    *,
+    prompt_template: str | None = None,
+    answer_template: str | None = None,
+    validation_size: int | float = 0,
+    train_limit: int | None = None,
+    eval_limit: int | None = None,
+) -> Splits:
+    prompt_template = prompt_template or task.prompt_template
+    answer_template = answer_template or task.answer_template
+    name = getattr(task, "name", type(task).__name__)
+    train = format_examples(task.records("train"), prompt_template, answer_template, f"{name}/train")
+    test = format_examples(task.records("test"), prompt_template, answer_template, f"{name}/test")
+    n_validation = int(validation_size) if validation_size >= 1 else round(validation_size * len(train))
+    if n_validation >= len(train):
+        raise DataError(f"{name}: validation_size {validation_size} leaves no training examples ({len(train)})")
+    order = list(range(len(train)))
+    random.Random(VALIDATION_SEED).shuffle(order)
+    held_out = set(order[:n_validation])
+    validation = [train[i] for i in sorted(held_out)]
+    train = [example for i, example in enumerate(train) if i not in held_out]
+    if train_limit is not None:
+        train = train[:train_limit]
+    if eval_limit is not None:
+        validation, test = validation[:eval_limit], test[:eval_limit]
+    return Splits(train=train, validation=validation, test=test)
+
+
+@dataclass
+class TokenizedExample:
+    prompt_ids: list[int]
+    answer_ids: list[int]  # ends with the end-of-sequence token
+
+
+@dataclass
+class TokenizedSplit:
+    items: list[TokenizedExample]
+    dropped: int  # over-long examples left out
+    truncated: int  # over-long examples whose answer was cut
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    """Prompt tokens, with the tokenizer's own special tokens (a BOS for models that want one)."""
+    return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+
+
+def tokenize(
+    examples: list[Example],
+    tokenizer: Any,
+    *,
+    max_length: int,
+    overlength: Literal["drop", "truncate"] = "drop",
+) -> TokenizedSplit:
+    """Prompt and answer are tokenized apart so that their boundary is exact; EOS closes the answer."""
+    if tokenizer.eos_token_id is None:
+        raise DataError("the tokenizer has no end-of-sequence token")
+    items, dropped, truncated = [], 0, 0
+    prompts = tokenizer([e.prompt for e in examples], add_special_tokens=True)["input_ids"]
+    answers = tokenizer([e.answer for e in examples], add_special_tokens=False)["input_ids"]
+    for prompt_ids, answer_ids in zip(prompts, answers):
+        answer_ids = list(answer_ids) + [tokenizer.eos_token_id]
+        if len(prompt_ids) + len(answer_ids) > max_length:
+            room = max_length - len(prompt_ids)
+            if overlength == "drop" or room < 1:
+                dropped += 1
+                continue
+            answer_ids = answer_ids[:room]
+            truncated += 1
+        items.append(TokenizedExample(prompt_ids=list(prompt_ids), answer_ids=answer_ids))
+    if not items:
+        raise DataError(f"every example is longer than max_length={max_length} tokens")
+    return TokenizedSplit(items=items, dropped=dropped, truncated=truncated)
+
+
+def collate(
+    items: list[TokenizedExample], pad_id: int, *, loss_on_prompt: bool = False, bidirectional_prompt: bool = False
+) -> TokenBatch:
+    """Right-pad into a :class:`TokenBatch`. With ``loss_on_prompt`` (pretraining) every token is a target and there
+    is no prompt block."""
+    length = max(len(it.prompt_ids) + len(it.answer_ids) for it in items)
+    input_ids = torch.full((len(items), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), length), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(items), length), dtype=torch.long)
+    prompt_lengths = torch.zeros(len(items), dtype=torch.long)
+    for row, item in enumerate(items):
+        ids = item.prompt_ids + item.answer_ids
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+        start = 0 if loss_on_prompt else len(item.prompt_ids)
+        labels[row, start : len(ids)] = input_ids[row, start : len(ids)]
+        prompt_lengths[row] = 0 if loss_on_prompt else len(item.prompt_ids)
+    return TokenBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        labels=labels,
+        prompt_lengths=prompt_lengths,
+        bidirectional_prompt=bidirectional_prompt and not loss_on_prompt,
+    )
+
+
+class StepSampler:
+    """Indices of the micro-batches of each optimiser step for one data-parallel rank (see the module docstring)."""
+
+    def __init__(
+        self, n_examples: int, *, batch_size: int, grad_accum: int, world_size: int = 1, rank: int = 0, seed: int = 0
+    ):
+        if n_examples < 1:
+            raise DataError("no training examples")
+        self.n = n_examples
+        self.batch_size, self.grad_accum = batch_size, grad_accum
+        self.world_size, self.rank, self.seed = world_size, rank, seed
+        self._orders: dict[int, list[int]] = {}
+
+    @property
+    def examples_per_step(self) -> int:
+        return self.batch_size * self.grad_accum * self.world_size
+
+    def steps_for_epochs(self, epochs: float) -> int:
+        return max(1, math.ceil(epochs * self.n / self.examples_per_step))
+
+    def _order(self, epoch: int) -> list[int]:
+        if epoch not in self._orders:
+            order = list(range(self.n))
+            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+            # A step spans at most two epochs, and steps only move forward: keep the newest two orders.
+            self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
+            self._orders[epoch] = order
+        return self._orders[epoch]
+
+    def _stream(self, start: int, count: int) -> list[int]:
+        out = []
+        for position in range(start, start + count):
+            epoch, offset = divmod(position, self.n)
+            out.append(self._order(epoch)[offset])
+        return out
+
+    def micro_batches(self, step: int) -> list[list[int]]:
+        """Example indices of this rank's micro-batches at optimiser step ``step`` (0-based)."""
+        per_step = self.examples_per_step
+        indices = self._stream(step * per_step, per_step)
+        batches = []
+        for micro in range(self.grad_accum):
+            start = (micro * self.world_size + self.rank) * self.batch_size
+            batches.append(indices[start : start + self.batch_size])
+        return batches
+
+    def epoch_at(self, step: int) -> float:
+        """Epochs completed after ``step + 1`` optimiser steps."""
+        return (step + 1) * self.examples_per_step / self.n

@@ -1,0 +1,91 @@
+"""The task interface: where examples come from and how they are formatted.
+
+A task is a class registered in the ``mtp_bench.tasks`` entry-point group. It returns raw records (dicts) per split;
+the harness formats them with the task's templates (or the suite's) into prompt/answer pairs. Tasks import no torch,
+so that validating a suite stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+
+class DataError(ValueError):
+    """Bad or missing data; the message names the file (and line) and is meant for the user as it is."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One formatted example. ``record`` keeps the raw fields for scorers (gold answers, graph structure...)."""
+
+    prompt: str
+    answer: str
+    record: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@runtime_checkable
+class Task(Protocol):
+    """A source of examples. ``Params`` is a pydantic model (``extra="forbid"``) of its settings."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type]
+    prompt_template: ClassVar[str]  # str.format over a record's fields
+    answer_template: ClassVar[str]  # the end-of-sequence token is appended by the tokenizer step
+    tokenizer_kind: ClassVar[Literal["bpe", "word"]]  # how a preset's tokenizer is trained on this task's text
+
+    def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
+        """All records of a split, in a fixed order."""
+        ...
+
+
+def template_fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def format_examples(
+    records: list[dict[str, Any]], prompt_template: str, answer_template: str, source: str
+) -> list[Example]:
+    examples = []
+    for index, record in enumerate(records):
+        try:
+            prompt = prompt_template.format(**record)
+            answer = answer_template.format(**record)
+        except (KeyError, IndexError) as exc:
+            raise DataError(f"{source}: record {index} has no field {exc} used by the template") from None
+        examples.append(Example(prompt=prompt, answer=answer, record=record))
+    return examples
+
+
+def read_jsonl(
+    path: Path, required: tuple[str, ...], check: Callable[[dict[str, Any]], object] | None = None
+) -> list[dict[str, Any]]:
+    """Read a JSON-lines file; a broken line, a missing field or a row ``check`` rejects (by raising ValueError) is
+    an error naming the file and line."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{number}: expected a JSON object")
+            missing = [key for key in required if not isinstance(row.get(key), str)]
+            if missing:
+                raise DataError(f"{path}:{number}: missing or non-string field(s) {', '.join(missing)}")
+            if check is not None:
+                try:
+                    check(row)
+                except ValueError as exc:
+                    raise DataError(f"{path}:{number}: {exc}") from None
+            rows.append(row)
+    return rows

@@ -1,0 +1,1 @@
+"""Models and tokenizers: hub ids, local directories, built-in tiny presets; LoRA wrapping."""

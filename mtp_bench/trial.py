@@ -1,0 +1,324 @@
+"""One trial, top to bottom: build the model -> let the method prepare it -> data -> the shared loop -> evaluation
+-> export. It reports to a :class:`~mtp_bench.tracking.Tracker` when given one (rank 0 only under data parallelism).
+
+The schedulers (in-process, Ray Tune, Ray Train) all call :func:`run_trial`; nothing here knows a method by name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from mtp_bench import registry
+from mtp_bench.api import MethodContext, SavesExtra, TokenBatch
+from mtp_bench.data.pipeline import Splits, StepSampler, TokenizedSplit, build_splits, collate, tokenize
+from mtp_bench.evaluation.api import EvalContext
+from mtp_bench.evaluation.runner import build_scorers, held_out_loss, score_split, selection_metric
+from mtp_bench.models.build import apply_lora, build_model, build_tokenizer, merged
+from mtp_bench.suite.models import TrialConfig
+from mtp_bench.train.checkpoint import has_checkpoint, load_checkpoint, load_trainable_state, save_checkpoint
+from mtp_bench.train.checkpoint import trainable_state as current_trainable_state
+from mtp_bench.train.loop import Distributed, LoopCallbacks, Trainer, TrainModule
+from mtp_bench.train.optim import resolve_device, resolve_precision, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialOutcome:
+    trial_id: str
+    metrics: dict[str, float] = field(default_factory=dict)  # the final metrics (what compare reads)
+    export_dir: Path | None = None
+
+
+@dataclass
+class Prepared:
+    """Everything a trial builds before training, kept together so tests and benchmarks can reuse it."""
+
+    trial: TrialConfig
+    method: Any
+    tokenizer: Any
+    module: TrainModule
+    splits: Splits
+    train_data: TokenizedSplit
+    device: torch.device
+    precision: torch.dtype | None
+
+
+def build_task(trial: TrialConfig) -> Any:
+    cls = registry.load_task(trial.data.task)
+    return cls(cls.Params.model_validate(trial.data.params))
+
+
+def build_method(trial: TrialConfig) -> Any:
+    cls = registry.load_method(trial.method.name)
+    context = MethodContext(train_mode=trial.train.mode, bidirectional_prompt=trial.bidirectional_prompt)
+    return cls(cls.Params.model_validate(trial.method.params), context)
+
+
+def prepare(trial: TrialConfig, device: torch.device | None = None) -> Prepared:
+    """Build model, tokenizer, method and data for a trial (seeded)."""
+    seed_everything(trial.seed, trial.train.deterministic)
+    device = device or resolve_device(trial.train.device)
+    task = build_task(trial)
+    data = trial.data
+    splits = build_splits(
+        task,
+        prompt_template=data.prompt_template,
+        answer_template=data.answer_template,
+        validation_size=data.validation_size,
+        train_limit=data.train_limit,
+        eval_limit=data.eval_limit,
+    )
+    tokenizer = build_tokenizer(trial.model, task.tokenizer_kind, lambda: [e.prompt + e.answer for e in splits.train])
+    model = build_model(trial.model, tokenizer, from_scratch=trial.train.mode == "pretrain", seed=trial.seed)
+    method = build_method(trial)
+    extra = method.prepare(model, tokenizer)  # before LoRA: a method copies or extends the plain model
+    if trial.train.mode == "lora":
+        model = apply_lora(model, trial.train.lora)
+    module = TrainModule(model, extra, method).to(device)
+    train_data = tokenize(splits.train, tokenizer, max_length=trial.train.max_length, overlength=trial.train.overlength)
+    precision = resolve_precision(trial.train.precision, device)
+    return Prepared(trial, method, tokenizer, module, splits, train_data, device, precision)
+
+
+def _batches(items: list, tokenizer: Any, size: int, trial: TrialConfig) -> list[TokenBatch]:
+    pretrain = trial.train.mode == "pretrain"
+    return [
+        collate(items[i : i + size], tokenizer.pad_token_id, loss_on_prompt=pretrain,
+                bidirectional_prompt=trial.bidirectional_prompt)
+        for i in range(0, len(items), size)
+    ]
+
+
+def _eval_steps(trial: TrialConfig, sampler: StepSampler, total: int) -> set[int]:
+    cfg = trial.evaluation
+    if cfg.every_steps:
+        every = cfg.every_steps
+    elif cfg.every_epochs or trial.train.epochs:
+        every = sampler.steps_for_epochs(cfg.every_epochs or 1.0)
+    else:
+        return {total}
+    return set(range(every, total + 1, every)) | {total}
+
+
+class TrialRunner:
+    """Holds the state of one running trial; :func:`run_trial` is the entry point."""
+
+    def __init__(self, prepared: Prepared, *, tracker: Any, run_id: str | None, workdir: Path, dist: Distributed,
+                 progress: bool):
+        self.p, self.tracker, self.run_id, self.workdir, self.dist = prepared, tracker, run_id, workdir, dist
+        trial = prepared.trial
+        self.scorers = build_scorers(trial.evaluation)
+        self.select_name, self.higher_is_better = selection_metric(trial.evaluation, self.scorers)
+        self.periodic_split = "val" if prepared.splits.validation else "test"
+        self.best: dict[str, Any] = {"value": None, "step": None}
+        self.final_metrics: dict[str, float] = {}
+        self.progress = progress and dist.is_main
+
+    # --------------------------------------------------------------------------------------- reporting ----
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        if self.tracker is not None and self.dist.is_main:
+            self.tracker.log_metrics(self.run_id, metrics, step)
+
+    def log_samples(self, samples: dict[str, list[dict[str, Any]]], split: str, tag: str = "") -> None:
+        if self.tracker is None or not self.dist.is_main or not self.p.trial.tracking.log_artifacts:
+            return
+        for scorer, rows in samples.items():
+            self.tracker.log_jsonl(self.run_id, rows, f"predictions/{tag}{split}_{scorer}.jsonl")
+
+    # -------------------------------------------------------------------------------------- evaluation ----
+    def eval_context(self, model: nn.Module) -> EvalContext:
+        trial = self.p.trial
+        return EvalContext(
+            model=model,
+            tokenizer=self.p.tokenizer,
+            method=self.p.method,
+            extra=self.p.module.extra,
+            train_model=self.p.module.model,
+            batch_size=trial.evaluation.batch_size,
+            max_new_tokens=trial.evaluation.max_new_tokens,
+            bidirectional_prompt=trial.bidirectional_prompt,
+            autocast_dtype=self.p.precision,
+        )
+
+    def evaluate_split(self, split: str, step: int | None = None) -> tuple[dict[str, float], dict[str, list]]:
+        """Held-out loss terms and scorer metrics of the current weights on ``val`` or ``test``."""
+        p, trial = self.p, self.p.trial
+        examples = p.splits.validation if split == "val" else p.splits.test
+        metrics: dict[str, float] = {}
+        if trial.evaluation.held_out_loss and examples:
+            items = tokenize(examples, p.tokenizer, max_length=trial.train.max_length, overlength="truncate").items
+            batches = _batches(items, p.tokenizer, trial.train.batch_size, trial)
+            losses = held_out_loss(p.module, p.method, batches, p.device, p.precision)
+            metrics.update({f"{split}/{name}": value for name, value in losses.items()})
+        exported = p.method.export(p.module.model, p.module.extra)
+        result = score_split(self.eval_context(exported), self.scorers, examples, split)
+        metrics.update(result.metrics)
+        return metrics, result.samples
+
+    def periodic_evaluation(self, step: int) -> dict[str, float]:
+        if not self.dist.is_main:  # scorers run on rank 0 only; other ranks wait at the next collective
+            return {}
+        metrics, samples = self.evaluate_split(self.periodic_split, step)
+        key = f"{self.periodic_split}/{self.select_name}"
+        selecting = self.p.trial.evaluation.select_on != "last" and key in metrics
+        if selecting and (self.periodic_split == "val" or self.p.trial.evaluation.select_on == "test"):
+            value = metrics[key]
+            better = self.best["value"] is None or (
+                value > self.best["value"] if self.higher_is_better else value < self.best["value"]
+            )
+            if better:
+                self.best = {"value": value, "step": step}
+                torch.save(current_trainable_state(self.p.module), self.workdir / "best.pt")
+        self.log_samples(samples, self.periodic_split, tag=f"step{step}/")
+        return metrics
+
+    def checkpoint(self, step: int, trainer: Trainer) -> None:
+        if self.p.trial.train.checkpoint and self.dist.is_main:
+            save_checkpoint(self.workdir / "checkpoint", self.p.module, trainer.state_dict(),
+                            {"step": step, "best": self.best, "trial_id": self.p.trial.trial_id})
+
+    def final_evaluation(self) -> dict[str, float]:
+        """Test metrics of the last weights, and of the selected checkpoint when selection is on."""
+        trial = self.p.trial
+        final: dict[str, float] = {}
+        if trial.evaluation.test_split and self.p.splits.test:
+            metrics, samples = self.evaluate_split("test")
+            final.update({f"last/{k}": v for k, v in metrics.items()})
+            self.log_samples(samples, "test", tag="last/")
+            best_step = self.best["step"]
+            if trial.evaluation.select_on != "last" and best_step is not None:
+                prefix = "best_on_test" if trial.evaluation.select_on == "test" else "best"
+                last_state = current_trainable_state(self.p.module)
+                load_trainable_state(self.p.module, torch.load(self.workdir / "best.pt", weights_only=True))
+                metrics, samples = self.evaluate_split("test")
+                final.update({f"{prefix}/{k}": v for k, v in metrics.items()})
+                final[f"{prefix}/step"] = float(best_step)
+                self.log_samples(samples, "test", tag=f"{prefix}/")
+                load_trainable_state(self.p.module, last_state)
+        return final
+
+    def export(self) -> Path:
+        directory = self.workdir / "export"
+        model = self.p.method.export(merged(self.p.module.model), self.p.module.extra)
+        model.save_pretrained(directory)
+        self.p.tokenizer.save_pretrained(directory)
+        extra = self.p.module.extra
+        if extra is not None:
+            if isinstance(self.p.method, SavesExtra):
+                self.p.method.save_extra(extra, directory / "extra")
+            else:
+                from safetensors.torch import save_file
+
+                state = {k: v.detach().cpu().contiguous() for k, v in extra.state_dict().items()}
+                save_file(state, str(directory / "extra.safetensors"))
+        return directory
+
+
+def count_parameters(module: TrainModule) -> dict[str, float]:
+    extra = sum(p.numel() for p in module.extra.parameters()) if module.extra is not None else 0
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return {"params/total": float(total), "params/extra": float(extra), "params/trainable": float(trainable),
+            "params/base": float(total - extra)}
+
+
+def run_trial(
+    trial: TrialConfig,
+    *,
+    workdir: Path,
+    tracker: Any = None,
+    run_id: str | None = None,
+    dist: Distributed | None = None,
+    device: torch.device | None = None,
+    wrap: Callable[[TrainModule], nn.Module] | None = None,
+    progress: bool | None = None,
+) -> TrialOutcome:
+    """Train and evaluate one trial. Resumes from ``workdir/checkpoint`` when one is there."""
+    dist = dist or Distributed()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    prepared = prepare(trial, device)
+    if wrap is not None:
+        dist.wrapped = wrap(prepared.module)
+    runner = TrialRunner(prepared, tracker=tracker, run_id=run_id, workdir=workdir, dist=dist,
+                         progress=trial.train.progress if progress is None else progress)
+    sampler = StepSampler(len(prepared.train_data.items), batch_size=trial.train.batch_size,
+                          grad_accum=trial.train.grad_accum, world_size=dist.world_size, rank=dist.rank,
+                          seed=trial.seed)
+    total = trial.train.max_steps or sampler.steps_for_epochs(trial.train.epochs or 1.0)
+    items = prepared.train_data.items
+
+    def batches_for_step(step: int) -> list[TokenBatch]:
+        pretrain = trial.train.mode == "pretrain"
+        return [
+            collate([items[i] for i in indices], prepared.tokenizer.pad_token_id, loss_on_prompt=pretrain,
+                    bidirectional_prompt=trial.bidirectional_prompt)
+            for indices in sampler.micro_batches(step)
+        ]
+
+    trainer = Trainer(prepared.module, prepared.method, trial.train, total_steps=total, device=prepared.device,
+                      precision=prepared.precision, seed=trial.seed, batches_for_step=batches_for_step,
+                      eval_steps=_eval_steps(trial, sampler, total), dist=dist)
+    if has_checkpoint(workdir / "checkpoint"):
+        state, meta = load_checkpoint(workdir / "checkpoint", prepared.module)
+        trainer.load_state_dict(state)
+        runner.best = meta.get("best", runner.best)
+        log.info("trial %s resumes at step %d", trial.trial_id, trainer.state.step)
+    elif runner.tracker is not None and dist.is_main:
+        runner.tracker.log_params(run_id, _params(trial, prepared))
+        runner.log(count_parameters(prepared.module), 0)
+        if trial.tracking.log_artifacts:
+            runner.tracker.log_text(run_id, yaml.safe_dump(trial.model_dump(mode="json"), sort_keys=False),
+                                    "trial.yaml")
+    runner.log({"data/train_examples": len(items), "data/dropped_overlength": prepared.train_data.dropped,
+                "data/truncated": prepared.train_data.truncated, "train/total_steps": total}, 0)
+
+    bar = _progress_bar(total, trainer.state.step, trial.label) if runner.progress else None
+    callbacks = LoopCallbacks(log=runner.log, evaluate=runner.periodic_evaluation,
+                              checkpoint=lambda step: runner.checkpoint(step, trainer))
+    try:
+        trainer.run(callbacks, progress=(lambda step, m: _advance(bar, m)) if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    final: dict[str, float] = {}
+    if dist.is_main:
+        final = runner.final_evaluation()
+        final.update({"train/seconds_total": trainer.state.train_seconds,
+                      "train/tokens_seen_total": float(trainer.state.tokens_seen),
+                      "train/tokens_processed_total": float(trainer.state.tokens_processed),
+                      "train/flops_total": trainer.state.flops})
+        runner.log(final, trainer.state.step)
+        export_dir = runner.export()
+        return TrialOutcome(trial.trial_id, final, export_dir)
+    return TrialOutcome(trial.trial_id, final, None)
+
+
+def _params(trial: TrialConfig, prepared: Prepared) -> dict[str, str]:
+    from mtp_bench.tracking import flatten
+
+    params = flatten(trial.model_dump(mode="json", exclude={"tracking", "description"}))
+    params["trial_id"] = trial.trial_id
+    params["device"] = str(prepared.device)
+    params["precision"] = str(prepared.precision or "fp32")
+    return params
+
+
+def _progress_bar(total: int, initial: int, label: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=label, unit="step", dynamic_ncols=True, leave=False)
+
+
+def _advance(bar: Any, metrics: dict[str, float]) -> None:
+    bar.update(1)
+    bar.set_postfix(loss=f"{metrics.get('train/loss', float('nan')):.4f}", refresh=False)
