@@ -221,3 +221,41 @@ def plain_forward_inputs(
         "attention_mask": model_attention_mask(allowed_attention(attention_mask, prompt_lengths), model),
         "position_ids": position_ids,
     }
+
+
+# ----------------------------------------------------------------------------------------------- drafting ----
+# Self-speculative decoding (``mtp_bench.evaluation.speculative``): a method whose extra predictors can propose
+# future tokens implements ``SupportsDrafting``; the decoder verifies the drafts with the plain causal LM and never
+# knows the method by name. Batch size 1.
+
+
+@runtime_checkable
+class Drafter(Protocol):
+    """Drafts tokens from the verifier's own forward passes, for greedy decoding of one sequence.
+
+    Each verifier step: the decoder calls :meth:`forward` on the new tokens, accepts the longest prefix of drafts the
+    verifier's arg-max agrees with, crops the KV cache to ``past_length + kept`` and calls :meth:`accept`.
+    """
+
+    max_drafts: int  # drafts proposed per step: x_{t+2} .. x_{t+max_drafts+1}
+
+    def forward(self, input_ids: Tensor, cache: Any, past_length: int, prefill: bool = False,
+                bidirectional: bool = False) -> Tensor:
+        """Run the plain causal LM on ``input_ids`` [n] (positions ``past_length``..) with ``cache``, extending it
+        (anything the drafter appends must come after the n real tokens), and return their logits [n, V]. Work for
+        drafting may ride along. ``prefill``: the tokens are the prompt; ``bidirectional``: it attends both ways."""
+        ...
+
+    def accept(self, kept: int, next_token: int) -> list[int]:
+        """After :meth:`forward`: its first ``kept`` tokens stay, the verifier's next token after them is
+        ``next_token``; return drafts for the tokens that follow ``next_token`` (at most ``max_drafts``)."""
+        ...
+
+
+@runtime_checkable
+class SupportsDrafting(Protocol):
+    """Optional: a method whose extra modules can draft for self-speculative decoding."""
+
+    def make_drafter(self, model: nn.Module, extra: nn.Module | None, k: int) -> Drafter | None:
+        """A drafter of up to ``k`` tokens per step for ``model`` (the exported plain LM), or None if it has none."""
+        ...

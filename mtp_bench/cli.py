@@ -26,7 +26,10 @@ EXTERNAL_COMMANDS = {
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
+        console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=200)
+    return console
 
 
 def _fail(problems: list[str], code: int = EXIT_BAD_INPUT) -> int:

@@ -122,11 +122,14 @@ class TrialRunner:
         self.best: dict[str, Any] = {"value": None, "step": None}
         self.final_metrics: dict[str, float] = {}
         self.progress = progress and dist.is_main
+        self.on_metrics: Callable[[dict[str, float], int], None] | None = None  # e.g. a scheduler's live view
 
     # --------------------------------------------------------------------------------------- reporting ----
     def log(self, metrics: dict[str, float], step: int) -> None:
         if self.tracker is not None and self.dist.is_main:
             self.tracker.log_metrics(self.run_id, metrics, step)
+        if self.on_metrics is not None and self.dist.is_main:
+            self.on_metrics(metrics, step)
 
     def log_samples(self, samples: dict[str, list[dict[str, Any]]], split: str, tag: str = "") -> None:
         if self.tracker is None or not self.dist.is_main or not self.p.trial.tracking.log_artifacts:
@@ -165,20 +168,25 @@ class TrialRunner:
         return metrics, result.samples
 
     def periodic_evaluation(self, step: int) -> dict[str, float]:
+        """Score the periodic splits; keep ``best.pt`` when the selection metric improves (see
+        :func:`~mtp_bench.evaluation.runner.plan_selection`)."""
+        from mtp_bench.evaluation.runner import improves, plan_selection, save_best, selection_value
+
         if not self.dist.is_main:  # scorers run on rank 0 only; other ranks wait at the next collective
             return {}
-        metrics, samples = self.evaluate_split(self.periodic_split, step)
-        key = f"{self.periodic_split}/{self.select_name}"
-        selecting = self.p.trial.evaluation.select_on != "last" and key in metrics
-        if selecting and (self.periodic_split == "val" or self.p.trial.evaluation.select_on == "test"):
-            value = metrics[key]
-            better = self.best["value"] is None or (
-                value > self.best["value"] if self.higher_is_better else value < self.best["value"]
-            )
-            if better:
+        self.last_eval_step = step
+        plan = plan_selection(self.p.trial.evaluation, self.select_name, self.higher_is_better,
+                              bool(self.p.splits.validation))
+        metrics: dict[str, float] = {}
+        for split in plan.periodic_splits:
+            split_metrics, samples = self.evaluate_split(split, step)
+            metrics.update(split_metrics)
+            self.log_samples(samples, split, tag=f"step{step}/")
+        if plan.split is not None:
+            value = selection_value(plan, metrics)
+            if improves(value, self.best["value"], plan.higher_is_better):
+                save_best(self.workdir / "best.pt", current_trainable_state(self.p.module), step, value)
                 self.best = {"value": value, "step": step}
-                torch.save(current_trainable_state(self.p.module), self.workdir / "best.pt")
-        self.log_samples(samples, self.periodic_split, tag=f"step{step}/")
         return metrics
 
     def checkpoint(self, step: int, trainer: Trainer) -> None:
@@ -186,24 +194,66 @@ class TrialRunner:
             save_checkpoint(self.workdir / "checkpoint", self.p.module, trainer.state_dict(),
                             {"step": step, "best": self.best, "trial_id": self.p.trial.trial_id})
 
-    def final_evaluation(self) -> dict[str, float]:
-        """Test metrics of the last weights, and of the selected checkpoint when selection is on."""
-        trial = self.p.trial
+    def final_evaluation(self, step: int | None = None) -> dict[str, float]:
+        """Test metrics and lm-eval of the last weights (``last/``) and of the selected checkpoint (``best/`` or
+        ``best_on_test/``, with ``<prefix>/step``); a selected checkpoint that is the last one is not scored twice.
+        Tags name the selection; whatever was measured is logged before an lm-eval failure propagates."""
+        from mtp_bench.evaluation import runner as ev
+        from mtp_bench.evaluation.lm_eval_bridge import run_lm_eval
+
+        trial, cfg = self.p.trial, self.p.trial.evaluation
+        plan = ev.plan_selection(cfg, self.select_name, self.higher_is_better, bool(self.p.splits.validation))
+        step = step if step is not None else getattr(self, "last_eval_step", None)
+        chosen = ev.load_selected(plan, self.workdir / "best.pt", self.best)
+        if plan.note and cfg.select_on != "last":
+            log.warning("trial %s: no checkpoint selection (%s); reporting the last checkpoint", trial.label, plan.note)
+        if self.tracker is not None and self.dist.is_main:
+            self.tracker.set_tags(self.run_id, {
+                "mtp_bench.select_on": cfg.select_on, "mtp_bench.select_metric": plan.metric,
+                "mtp_bench.periodic_split": plan.periodic_splits[0],
+                "mtp_bench.selection": plan.label if chosen else f"last checkpoint ({plan.note or 'none saved'})"})
+        lm_targets = ev.lm_eval_targets(cfg, chosen.prefix if chosen else None)
         final: dict[str, float] = {}
-        if trial.evaluation.test_split and self.p.splits.test:
-            metrics, samples = self.evaluate_split("test")
-            final.update({f"last/{k}": v for k, v in metrics.items()})
-            self.log_samples(samples, "test", tag="last/")
-            best_step = self.best["step"]
-            if trial.evaluation.select_on != "last" and best_step is not None:
-                prefix = "best_on_test" if trial.evaluation.select_on == "test" else "best"
+
+        def score(tags: list[str], with_lm_eval: bool) -> None:
+            """Score the current weights once and record the results under every prefix in ``tags``."""
+            metrics: dict[str, float] = {}
+            artifacts: dict[str, list[dict[str, Any]]] = {}
+            if cfg.test_split and self.p.splits.test:
+                test_metrics, samples = self.evaluate_split("test")
+                metrics.update(test_metrics)
+                artifacts.update({f"test_{scorer}.jsonl": rows for scorer, rows in samples.items()})
+            if with_lm_eval:
+                result = run_lm_eval(self.p.method.export(self.p.module.model, self.p.module.extra),
+                                     self.p.tokenizer, cfg.lm_eval, precision=self.p.precision,
+                                     data_dir=ev.lm_eval_fallback_dir(trial.data.task, trial.data.params),
+                                     log_samples=trial.tracking.log_artifacts)
+                metrics.update(result.metrics)
+                artifacts.update({f"lm_eval/{task}.jsonl": rows for task, rows in result.samples.items()})
+                if self.tracker is not None:
+                    self.tracker.log_params(self.run_id, result.params)
+            for tag in tags:
+                final.update({f"{tag}/{name}": value for name, value in metrics.items()})
+                for path, rows in artifacts.items() if self.tracker and trial.tracking.log_artifacts else ():
+                    self.tracker.log_jsonl(self.run_id, rows, f"predictions/{tag}/{path}")
+
+        try:
+            same = chosen is not None and chosen.step == step
+            tags = ["last", chosen.prefix] if same else ["last"]
+            score(tags, bool(lm_targets.intersection(tags)))
+            if chosen is not None and not same:
                 last_state = current_trainable_state(self.p.module)
-                load_trainable_state(self.p.module, torch.load(self.workdir / "best.pt", weights_only=True))
-                metrics, samples = self.evaluate_split("test")
-                final.update({f"{prefix}/{k}": v for k, v in metrics.items()})
-                final[f"{prefix}/step"] = float(best_step)
-                self.log_samples(samples, "test", tag=f"{prefix}/")
-                load_trainable_state(self.p.module, last_state)
+                load_trainable_state(self.p.module, chosen.state)
+                try:
+                    score([chosen.prefix], chosen.prefix in lm_targets)
+                finally:
+                    load_trainable_state(self.p.module, last_state)
+        except BaseException:
+            self.log(final, step or 0)  # keep what was measured; the trial still fails with the error
+            raise
+        if chosen is not None:
+            final[f"{chosen.prefix}/step"] = float(chosen.step)
+            final.setdefault(f"{chosen.prefix}/{plan.split}/{plan.metric}", chosen.value)  # the value it won with
         return final
 
     def export(self) -> Path:
@@ -241,8 +291,10 @@ def run_trial(
     device: torch.device | None = None,
     wrap: Callable[[TrainModule], nn.Module] | None = None,
     progress: bool | None = None,
+    on_metrics: Callable[[dict[str, float], int], None] | None = None,
 ) -> TrialOutcome:
-    """Train and evaluate one trial. Resumes from ``workdir/checkpoint`` when one is there."""
+    """Train and evaluate one trial. Resumes from ``workdir/checkpoint`` when one is there. ``on_metrics(metrics,
+    step)`` sees whatever is logged (rank 0 only), for a scheduler's live view."""
     dist = dist or Distributed()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -251,6 +303,7 @@ def run_trial(
         dist.wrapped = wrap(prepared.module)
     runner = TrialRunner(prepared, tracker=tracker, run_id=run_id, workdir=workdir, dist=dist,
                          progress=trial.train.progress if progress is None else progress)
+    runner.on_metrics = on_metrics
     sampler = StepSampler(len(prepared.train_data.items), batch_size=trial.train.batch_size,
                           grad_accum=trial.train.grad_accum, world_size=dist.world_size, rank=dist.rank,
                           seed=trial.seed)

@@ -82,3 +82,28 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tokenizer cache shared by the session's tests but never the user's."""
     monkeypatch.setenv("MTP_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def tiny_suite(tmp_path: Path, gsm8k_dir: Path, methods: list[dict] | None = None, **sections) -> dict:
+    """A GSM8K suite small enough to train and evaluate in seconds; ``sections`` replace top-level keys."""
+    suite = {
+        "name": "tiny",
+        "model": {"preset": "micro-llama", "tokenizer_vocab_size": 300},
+        "data": {"task": "gsm8k", "params": {"source": "local", "path": str(gsm8k_dir)}, "train_limit": 64,
+                 "validation_size": 8, "eval_limit": 4},
+        "methods": methods or [{"name": "ntp"}],
+        "train": {"max_steps": 3, "lr": 1e-3, "batch_size": 4, "max_length": 256, "progress": False,
+                  "log_every": 1},
+        "evaluation": {"scorers": [{"name": "gsm8k"}], "max_new_tokens": 8, "every_steps": 2},
+        "tracking": {"workdir": str(tmp_path / "trials")},
+    }
+    suite.update(sections)
+    return suite
+
+
+def write_suite(tmp_path: Path, suite: dict, name: str = "suite.yaml") -> Path:
+    import yaml
+
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path

@@ -1,11 +1,16 @@
-"""What every scheduler does around a trial: find or open its MLflow run, decide skip/resume, run it, and turn any
-failure into a FAILED run with the error attached, never a crashed grid."""
+"""What every scheduler does around a trial: find or open its MLflow run, decide skip/resume/retry, run it, and turn
+any failure into a FAILED run with the error attached, never a crashed grid.
+
+One trial has one MLflow run per grid it belongs to: a retry in the same invocation (same parent run) and a
+``--resume`` from a later invocation both reopen it, and the trial continues from ``workdir/checkpoint``.
+"""
 
 from __future__ import annotations
 
 import shutil
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +18,16 @@ from typing import Any
 from mtp_bench.suite.models import TrialConfig
 
 FINISHED, FAILED, SKIPPED = "FINISHED", "FAILED", "SKIPPED"
+TAG_INVOCATION = "mtp_bench.invocation"  # parent run id of the invocation that last opened a trial's run
+TAG_ATTEMPT = "mtp_bench.attempt"  # how many times that invocation has opened it (1 = first try, 2 = first retry)
+
+# (trial, workdir, tracker, run id, on_metrics) -> final metrics. The default trains in this process.
+RunFn = Callable[[TrialConfig, Path, Any, str, Callable[[dict[str, float], int], None] | None], dict[str, float]]
+
+
+class SchedulingError(ValueError):
+    """A grid that cannot run where it was sent (resources no node has, a tracking store other machines cannot
+    reach). Raised before any trial starts; the message is meant for the user as it is."""
 
 
 @dataclass
@@ -27,6 +42,14 @@ class TrialReport:
     error: str | None = None
     seconds: float = 0.0
     node: str | None = None  # where it ran (Ray node id or host name)
+    attempt: int = 1  # 1 on the first try; retries count up
+
+
+@dataclass
+class OpenedRun:
+    run_id: str
+    done: bool  # already FINISHED: nothing to run
+    attempt: int
 
 
 def trial_workdir(trial: TrialConfig) -> Path:
@@ -47,25 +70,72 @@ def trial_tags(trial: TrialConfig) -> dict[str, str]:
     }
 
 
-def open_trial_run(tracker: Any, trial: TrialConfig, parent_id: str | None, resume: bool) -> tuple[str | None, bool]:
-    """(run id to write into, already finished?). With ``resume`` an earlier run of the same trial id is reused:
-    skipped when FINISHED, reopened otherwise (its checkpoint continues it). Without, a fresh run and workdir."""
-    workdir = trial_workdir(trial)
-    if resume:
-        runs = tracker.trial_runs(trial.trial_id)
-        finished = [r for r in runs if r.info.status == "FINISHED"]
+def open_trial_run(tracker: Any, trial: TrialConfig, parent_id: str | None, resume: bool) -> OpenedRun:
+    """The run to write into. A run this invocation opened before is a retry: reopened, checkpoint kept. With
+    ``resume`` an earlier invocation's run of the same trial id is reused: skipped when FINISHED, reopened otherwise
+    (its checkpoint continues it). Otherwise a fresh run and a fresh workdir."""
+    runs = tracker.trial_runs(trial.trial_id) if (resume or parent_id) else []
+    ours = [r for r in runs if parent_id and r.data.tags.get(TAG_INVOCATION) == parent_id]
+    if ours:
+        run = ours[0]
+        if run.info.status == FINISHED:
+            return OpenedRun(run.info.run_id, True, int(run.data.tags.get(TAG_ATTEMPT, "1")))
+        attempt = int(run.data.tags.get(TAG_ATTEMPT, "1")) + 1
+        tracker.reopen(run.info.run_id)
+        tracker.set_tags(run.info.run_id, {TAG_ATTEMPT: str(attempt)})
+        return OpenedRun(run.info.run_id, False, attempt)
+    if resume and runs:
+        finished = [r for r in runs if r.info.status == FINISHED]
         if finished:
-            return finished[0].info.run_id, True
-        if runs:
-            tracker.reopen(runs[0].info.run_id)
-            return runs[0].info.run_id, False
-    else:
-        shutil.rmtree(workdir / "checkpoint", ignore_errors=True)  # a fresh run must not inherit old weights
-    return tracker.start_run(trial.label, trial_tags(trial), parent_id), False
+            return OpenedRun(finished[0].info.run_id, True, 1)
+        run_id = runs[0].info.run_id
+        tracker.reopen(run_id)
+        tracker.set_tags(run_id, {TAG_INVOCATION: parent_id or "", TAG_ATTEMPT: "1"})
+        return OpenedRun(run_id, False, 1)
+    shutil.rmtree(trial_workdir(trial) / "checkpoint", ignore_errors=True)  # a fresh run must not inherit weights
+    tags = {**trial_tags(trial), TAG_INVOCATION: parent_id or "", TAG_ATTEMPT: "1"}
+    return OpenedRun(tracker.start_run(trial.label, tags, parent_id), False, 1)
+
+
+def finished_run(tracker: Any, trial: TrialConfig) -> Any | None:
+    """The newest FINISHED run of this trial id, if any (what ``--resume`` skips)."""
+    return next((r for r in tracker.trial_runs(trial.trial_id) if r.info.status == FINISHED), None)
 
 
 def finished_metrics(tracker: Any, run_id: str) -> dict[str, float]:
     return dict(tracker.client.get_run(run_id).data.metrics)
+
+
+def new_report(trial: TrialConfig, status: str = FAILED, node: str | None = None) -> TrialReport:
+    return TrialReport(trial.trial_id, trial.label, trial.method.display_name, trial.seed, status, node=node)
+
+
+def skipped_report(trial: TrialConfig, run: Any, tracker: Any) -> TrialReport:
+    report = new_report(trial, SKIPPED)
+    report.run_id, report.metrics = run.info.run_id, dict(run.data.metrics)
+    return report
+
+
+def torch_threads(trial: TrialConfig, reserved_cpus: float | None) -> int | None:
+    """CPU threads for torch: ``train.torch_threads``, else the CPUs the scheduler reserved (None: leave as is)."""
+    if trial.train.torch_threads:
+        return trial.train.torch_threads
+    return max(1, int(reserved_cpus)) if reserved_cpus else None
+
+
+def short_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}".rstrip(": ")
+
+
+def run_in_this_process(
+    trial: TrialConfig, workdir: Path, tracker: Any, run_id: str,
+    on_metrics: Callable[[dict[str, float], int], None] | None, progress: bool | None = None,
+) -> dict[str, float]:
+    from mtp_bench.trial import run_trial
+
+    return run_trial(trial, workdir=workdir, tracker=tracker, run_id=run_id, progress=progress,
+                     on_metrics=on_metrics).metrics
 
 
 def execute_trial(
@@ -75,32 +145,40 @@ def execute_trial(
     resume: bool,
     progress: bool | None = None,
     node: str | None = None,
+    run: RunFn | None = None,
+    on_metrics: Callable[[dict[str, float], int], None] | None = None,
+    on_open: Callable[[OpenedRun], None] | None = None,
 ) -> TrialReport:
-    """Run one trial in this process, recording it in its own MLflow run. Never raises for a failing trial."""
+    """Run one trial (``run``: in this process by default, or data-parallel through Ray Train), recording it in its
+    own MLflow run. Never raises for a failing trial, except to pass on a KeyboardInterrupt."""
     from mtp_bench.tracking import Tracker
-    from mtp_bench.trial import run_trial
 
     started = time.perf_counter()
-    report = TrialReport(trial.trial_id, trial.label, trial.method.display_name, trial.seed, FAILED, node=node)
+    report = new_report(trial, node=node)
     tracker = Tracker(trial.tracking.uri, trial.tracking.experiment or trial.suite)
-    report.run_id, done = open_trial_run(tracker, trial, parent_id, resume)
-    if done:
-        report.status, report.metrics = SKIPPED, finished_metrics(tracker, report.run_id)
+    opened = open_trial_run(tracker, trial, parent_id, resume)
+    report.run_id, report.attempt = opened.run_id, opened.attempt
+    if opened.done:
+        report.status, report.metrics = SKIPPED, finished_metrics(tracker, opened.run_id)
         return report
+    if on_open is not None:
+        on_open(opened)
     try:
-        outcome = run_trial(trial, workdir=trial_workdir(trial), tracker=tracker, run_id=report.run_id,
-                            progress=progress)
+        if run is None:
+            metrics = run_in_this_process(trial, trial_workdir(trial), tracker, opened.run_id, on_metrics, progress)
+        else:
+            metrics = run(trial, trial_workdir(trial), tracker, opened.run_id, on_metrics)
     except BaseException as exc:  # noqa: BLE001 - a trial's failure is data, reported below
-        report.error = f"{type(exc).__name__}: {exc}"
+        report.error = short_error(exc)
         try:
-            tracker.fail(report.run_id, "".join(traceback.format_exception(exc)))
+            tracker.fail(opened.run_id, "".join(traceback.format_exception(exc)))
         except Exception as tracking_error:  # the store itself failing must not hide the trial's error
             report.error += f" (and recording the failure failed: {tracking_error})"
+        report.seconds = time.perf_counter() - started
         if isinstance(exc, KeyboardInterrupt):
             raise
-        report.seconds = time.perf_counter() - started
         return report
-    tracker.finish(report.run_id)
-    report.status, report.metrics = FINISHED, outcome.metrics
+    tracker.finish(opened.run_id)
+    report.status, report.metrics = FINISHED, metrics
     report.seconds = time.perf_counter() - started
     return report

@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-from mtp_bench.scheduler.common import FAILED, TrialReport, execute_trial
+import torch
+
+from mtp_bench.scheduler.common import FAILED, TrialReport, execute_trial, torch_threads
 from mtp_bench.suite.models import TrialConfig
 
 
@@ -18,13 +20,18 @@ def run_in_process(
 ) -> list[TrialReport]:
     reports = []
     host = socket.gethostname()
+    default_threads = torch.get_num_threads()
     for trial in trials:
-        attempts = trial.resources.max_retries + 1
-        for attempt in range(attempts):
-            report = execute_trial(trial, parent_id=parent_id, resume=resume or attempt > 0, node=host)
+        # The whole machine is this trial's; only an explicit train.torch_threads narrows it.
+        torch.set_num_threads(torch_threads(trial, None) or default_threads)
+        for attempt in range(trial.resources.max_retries + 1):
+            # Within an invocation a retry reopens the same run (found by its parent); without a parent, say so.
+            report = execute_trial(trial, parent_id=parent_id, resume=resume or (attempt > 0 and parent_id is None),
+                                   node=host)
             if report.status != FAILED:
                 break
         reports.append(report)
         if on_report is not None:
             on_report(report)
+    torch.set_num_threads(default_threads)
     return reports

@@ -227,6 +227,15 @@ class LmEvalConfig(StrictModel):
     allow_unsafe_code: bool = False
     """Allow tasks that execute model-written code (lm-eval's ``unsafe_code``). Off unless you opt in."""
 
+    data_dir: str | None = None
+    """Folder with GSM8K ``train.jsonl``/``test.jsonl`` for the shipped offline tasks (``gsm8k_local``,
+    ``gsm8k_cot_local``, ``gsm8k_mutor_local``); default: ``$MTP_BENCH_GSM8K_DIR``, else the suite's own local GSM8K
+    folder (``data.params.path``), else ``../shared/data/gsm8k``. Relative paths start at the working directory."""
+
+    checkpoints: Literal["last", "selected", "both"] = "both"
+    """Which checkpoints lm-eval scores: the last, the selected one (``best`` or ``best_on_test``; the last when
+    selection is off), or both. Metrics are prefixed like the scorers' (``last/lm_eval/gsm8k_local/...``)."""
+
 
 class EvalConfig(StrictModel):
     scorers: list[ScorerEntry] = Field(default_factory=list)

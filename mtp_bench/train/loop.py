@@ -177,7 +177,7 @@ class Trainer:
 
     @staticmethod
     def _describe(output: LossOutput, counts: dict[str, float]) -> str:
-        parts = [f"{name}={float(value) / max(counts.get(name, 0.0), 1.0):.4g}" for name, value in output.sums.items()]
+        parts = [f"{name}={float(value.detach()) / max(counts.get(name, 0.0), 1.0):.4g}" for name, value in output.sums.items()]
         return ", ".join(parts)
 
     def _optimizer_step(self) -> float:
@@ -197,7 +197,7 @@ class Trainer:
     def _step_metrics(self, batches, real_tokens, sums, counts, weights, grad_norm) -> dict[str, float]:
         # Loss sums are reduced across ranks only for logging; gradients were already synced by the wrapper.
         names = sorted(sums)
-        reduced = self.dist.all_reduce_sum(torch.tensor([sums[n] for n in names], dtype=torch.float64))
+        reduced = self.dist.all_reduce_sum(torch.tensor([sums[n] for n in names], dtype=torch.float64)).tolist()
         metrics = {f"train/{name}": value / max(counts.get(name, 0.0), 1.0) for name, value in zip(names, reduced)}
         metrics["train/loss"] = sum(w * metrics.get(f"train/{n}", 0.0) for n, w in weights.items())
         sizes = torch.tensor(

@@ -1,0 +1,227 @@
+"""Medusa (Cai et al., "Medusa: Simple LLM Inference Acceleration Framework with Multiple Decoding Heads", 2024).
+
+K heads read the model's last hidden state (after the final norm, what the LM head reads); head i (1-based) is
+``n_layers`` residual blocks ``x + SiLU(W x + b)`` (W starts at zero, so a new head starts as the LM head) followed
+by an output layer, and predicts x_{t+i+1}. The output layer is the head's own copy of the LM head (Medusa's choice;
+``own_lm_head: false`` shares the model's LM head instead: far fewer parameters on large vocabularies).
+
+- ``medusa-1``: the backbone is frozen (no gradient, no activations kept); only the heads train.
+  ``loss = sum_i w_i L_i`` with w_i = head_weight * decay^(i-1) (Medusa: 1 and 0.8); L_ntp is logged with weight 0.
+  LoRA and pretraining are rejected: the adapters (or a random backbone) would never train.
+- ``medusa-2``: joint training, ``loss = base_weight * L_ntp + sum_i w_i L_i`` with w_i = head_weight *
+  decay^(i-1), head_weight defaulting to 0.2 (Medusa-2's lambda_0 on the heads, decaying per head).
+Every L is a token mean over the effective batch; heads run only at positions that have a target. Export is the
+plain model; heads are saved beside it and reloaded with :func:`load_heads`; they draft for speculative decoding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+
+from mtp_bench.api import (
+    LossOutput,
+    MethodContext,
+    ModelBatch,
+    TokenBatch,
+    count_targets,
+    future_targets,
+    plain_forward_inputs,
+)
+from mtp_bench.models.anatomy import (
+    Anatomy,
+    anatomy,
+    cache_keyword,
+    capture_last_layer,
+    decode_inputs,
+    heads_config,
+    load_heads_state,
+    save_heads,
+    target_loss,
+)
+
+
+class MedusaParams(BaseModel):
+    """Settings of Medusa heads."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    variant: Literal["medusa-1", "medusa-2"] = "medusa-2"
+    """``medusa-1``: frozen backbone, only the heads train; ``medusa-2``: heads and backbone train jointly."""
+
+    n_heads: int = Field(default=4, ge=1)
+    """K, the number of heads; head i predicts x_{t+i+1} (the Medusa paper uses 5)."""
+
+    n_layers: int = Field(default=1, ge=1)
+    """Residual blocks per head (Medusa: 1)."""
+
+    own_lm_head: bool = True
+    """Each head has its own output layer, initialised from the LM head (Medusa). False: heads share the model's
+    LM head (K * vocabulary * hidden fewer parameters; under medusa-2 the shared head also trains on their loss)."""
+
+    head_weight: float | None = Field(default=None, ge=0.0)
+    """Weight of head 1's loss; head i gets ``head_weight * decay^(i-1)``. Default: 1.0 (medusa-1), 0.2 (medusa-2)."""
+
+    decay: float = Field(default=0.8, gt=0.0)
+    """Per-head decay of the loss weight (Medusa: 0.8)."""
+
+    base_weight: float = Field(default=1.0, ge=0.0)
+    """Weight of the next-token loss under medusa-2 (medusa-1 always uses 0: the backbone is frozen)."""
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, size: int):
+        super().__init__()
+        self.linear = nn.Linear(size, size)
+        nn.init.zeros_(self.linear.weight)  # the head starts as the identity: its first predictions are the LM head's
+
+    def forward(self, hidden: Tensor) -> Tensor:
+        return hidden + nn.functional.silu(self.linear(hidden))
+
+
+class MedusaHead(nn.Module):
+    def __init__(self, anat: Anatomy, n_layers: int, own_lm_head: bool):
+        super().__init__()
+        self.blocks = nn.Sequential(*[ResidualBlock(anat.hidden_size) for _ in range(n_layers)])
+        self.output: nn.Linear | None = None
+        if own_lm_head:
+            weight = anat.lm_head.weight
+            bias = getattr(anat.lm_head, "bias", None)
+            self.output = nn.Linear(weight.size(1), weight.size(0), bias=bias is not None)
+            with torch.no_grad():
+                self.output.weight.copy_(weight)
+                if bias is not None:
+                    self.output.bias.copy_(bias)
+
+
+class MedusaHeads(nn.Module):
+    def __init__(self, heads: list[MedusaHead]):
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+
+
+def build_heads(model: nn.Module, params: MedusaParams) -> MedusaHeads:
+    anat = anatomy(model)
+    reference = anat.embed_tokens.weight
+    with torch.random.fork_rng(devices=[]):  # must not shift what the trial draws later (LoRA)
+        heads = MedusaHeads([MedusaHead(anat, params.n_layers, params.own_lm_head) for _ in range(params.n_heads)])
+    return heads.to(device=reference.device, dtype=reference.dtype)
+
+
+def load_heads(model: nn.Module, directory: Path) -> MedusaHeads:
+    """The heads saved beside an export (its folder or its ``extra`` subfolder), rebuilt for ``model``."""
+    folder, params = heads_config(directory, Medusa.name)
+    return load_heads_state(build_heads(model, MedusaParams.model_validate(params)), folder)
+
+
+def head_logits(anat: Anatomy, head: MedusaHead, hidden: Tensor) -> Tensor:
+    """Logits of one head on final-normed hidden states."""
+    hidden = head.blocks(hidden)
+    if head.output is None:
+        return anat.logits(hidden)
+    logits = head.output(hidden)
+    if anat.logit_softcap:
+        logits = torch.tanh(logits / anat.logit_softcap) * anat.logit_softcap
+    return logits
+
+
+class Medusa:
+    name: ClassVar[str] = "medusa"
+    Params: ClassVar[type] = MedusaParams
+
+    def __init__(self, params: MedusaParams, context: MethodContext):
+        if params.variant == "medusa-1" and context.train_mode != "full":
+            raise ValueError(
+                f"medusa variant medusa-1 freezes the backbone, so train.mode={context.train_mode!r} would train "
+                "nothing but the heads on an unchanged model (LoRA adapters get no gradient; a pretraining backbone "
+                "stays random): use train.mode=full, or variant medusa-2"
+            )
+        self.params = params
+        self.context = context
+
+    @property
+    def frozen(self) -> bool:
+        return self.params.variant == "medusa-1"
+
+    def head_weights(self) -> list[float]:
+        first = self.params.head_weight
+        if first is None:
+            first = 1.0 if self.frozen else 0.2
+        return [first * self.params.decay**i for i in range(self.params.n_heads)]
+
+    def prepare(self, model: nn.Module, tokenizer: Any) -> nn.Module:
+        if self.frozen:
+            model.requires_grad_(False)
+        return build_heads(model, self.params)
+
+    def transform(self, batch: TokenBatch, generator: torch.Generator) -> ModelBatch:
+        tensors = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        counts: dict[str, Tensor | int] = {}
+        for horizon in range(1, self.params.n_heads + 2):
+            targets = future_targets(batch.labels, horizon)
+            name = "ntp" if horizon == 1 else f"h{horizon}"
+            tensors[f"targets_{name}"] = targets
+            counts[f"loss/{name}"] = counts[f"acc/{name}"] = count_targets(targets)
+        if batch.bidirectional_prompt:
+            tensors["prompt_lengths"] = batch.prompt_lengths
+        return ModelBatch(tensors=tensors, counts=counts, n_tokens=batch.n_real_tokens)
+
+    def loss(self, model: nn.Module, extra: nn.Module | None, batch: ModelBatch) -> LossOutput:
+        if extra is None:
+            raise ValueError("medusa.loss needs the heads that medusa.prepare returned")
+        t = batch.tensors
+        anat = anatomy(model)
+        inputs = plain_forward_inputs(t["input_ids"], t["attention_mask"], model, t.get("prompt_lengths"))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            hidden = anat.backbone(**inputs, use_cache=False).last_hidden_state
+            loss, correct = target_loss(anat.logits, hidden, t["targets_ntp"])
+        sums = {"loss/ntp": loss, "acc/ntp": correct}
+        if self.frozen:
+            hidden = hidden.detach()
+        for i, head in enumerate(extra.heads, start=1):
+            loss, correct = target_loss(lambda h, head=head: head_logits(anat, head, h), hidden,
+                                        t[f"targets_h{i + 1}"])
+            sums[f"loss/h{i + 1}"], sums[f"acc/h{i + 1}"] = loss, correct
+        weights = {"loss/ntp": 0.0 if self.frozen else self.params.base_weight}
+        weights.update({f"loss/h{i + 2}": w for i, w in enumerate(self.head_weights())})
+        return LossOutput(sums=sums, weights=weights)
+
+    def export(self, model: nn.Module, extra: nn.Module | None) -> nn.Module:
+        return model
+
+    def save_extra(self, extra: nn.Module, directory: Path) -> None:
+        save_heads(extra, directory, self.name, self.params.model_dump(mode="json"))
+
+    def make_drafter(self, model: nn.Module, extra: nn.Module | None, k: int) -> MedusaDrafter | None:
+        if extra is None or k < 1:
+            return None
+        return MedusaDrafter(model, list(extra.heads)[:k])
+
+
+class MedusaDrafter:
+    """Self-speculative drafting with Medusa heads (a :class:`mtp_bench.api.Drafter`, greedy top-1 drafts, no
+    tree): the verifier's forward records the final hidden states; head i drafts x_{t+i+1} from the last accepted
+    position."""
+
+    def __init__(self, model: nn.Module, heads: list[MedusaHead]):
+        self.model, self.heads, self.max_drafts = model, heads, len(heads)
+        self.anat = anatomy(model)
+        self.cache_keyword = cache_keyword(model)
+
+    @torch.inference_mode()
+    def forward(self, input_ids: Tensor, cache: Any, past_length: int, prefill: bool = False,
+                bidirectional: bool = False) -> Tensor:
+        with capture_last_layer(self.anat) as capture:
+            logits = self.model(**decode_inputs(self.model, input_ids, past_length, bidirectional),
+                                **{self.cache_keyword: cache}, use_cache=True).logits[0]
+        self.hidden = capture.final[0]
+        return logits
+
+    @torch.inference_mode()
+    def accept(self, kept: int, next_token: int) -> list[int]:
+        last = self.hidden[kept - 1]
+        return [int(head_logits(self.anat, head, last).argmax()) for head in self.heads]

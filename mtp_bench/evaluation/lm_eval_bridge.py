@@ -1,0 +1,252 @@
+"""lm-eval on the trained, in-memory model: ``HFLM(pretrained=model, tokenizer=tokenizer)``, no export round trip.
+
+Tasks are found by ``TaskManager(include_path=...)`` in our shipped folder (``lm_eval_tasks/``: ``gsm8k_local``,
+``gsm8k_cot_local``, ``gsm8k_mutor_local``, reading GSM8K JSONL files from a local folder so that they run offline),
+in the suite's ``include_path``, and in lm-eval's own registry (only built when a name is not found in the first two:
+indexing every lm-eval task takes seconds).
+
+Result keys such as ``exact_match,strict-match`` are not legal MLflow names; they become
+``lm_eval/<task>/<metric>/<filter>`` (stderr: ``lm_eval/<task>/<metric>_stderr/<filter>``; ``none`` when a task has no
+filter). Per-document rows carry ``index`` (lm-eval's ``doc_id``) and ``scores`` keyed ``<metric>/<filter>``, which
+``mtp-bench compare`` pairs across methods. lm-eval's version and each task's version, shots, filters and data folder
+are returned as params.
+
+Evaluation never imports mlflow: this module returns numbers and the trial logs them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from mtp_bench.suite.models import LmEvalConfig
+
+log = logging.getLogger(__name__)
+
+TASK_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
+DATA_DIR_ENV = "MTP_BENCH_GSM8K_DIR"
+_ILLEGAL = re.compile(r"[^A-Za-z0-9_\-. ]")  # MLflow's metric-name alphabet, less "/" (our separator)
+
+
+class LmEvalError(ValueError):
+    """An lm-eval task that cannot run as configured; the message names it and says what to change."""
+
+
+@dataclass
+class LmEvalResult:
+    metrics: dict[str, float] = field(default_factory=dict)  # "lm_eval/<task>/<metric>/<filter>" -> value
+    params: dict[str, str] = field(default_factory=dict)  # "lm_eval.version", "lm_eval.<task>.num_fewshot", ...
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # task -> per-document rows
+
+
+def lm_eval_version() -> str:
+    return importlib.metadata.version("lm_eval")
+
+
+def name_part(text: str) -> str:
+    """One ``/``-free, MLflow-legal component of a metric name."""
+    return _ILLEGAL.sub("_", str(text).replace("/", "_")).strip() or "_"
+
+
+def metric_key(task: str, result_key: str) -> str | None:
+    """``("gsm8k", "exact_match,strict-match")`` -> ``lm_eval/gsm8k/exact_match/strict-match``; None for keys
+    that are not metrics (``alias``, ``name``, ``sample_len``)."""
+    if "," not in result_key:
+        return None
+    metric, filter_name = result_key.split(",", 1)
+    return f"lm_eval/{name_part(task)}/{name_part(metric)}/{name_part(filter_name)}"
+
+
+def rename_results(results: dict[str, Any]) -> dict[str, float]:
+    """Numeric task and group results of an lm-eval run under stable, MLflow-legal names."""
+    metrics: dict[str, float] = {}
+    for section in ("results", "groups"):
+        for task, values in (results.get(section) or {}).items():
+            for key, value in values.items():
+                name = metric_key(task, key)
+                if name is not None and isinstance(value, int | float) and not isinstance(value, bool):
+                    metrics[name] = float(value)
+    for task, counts in (results.get("n-samples") or {}).items():
+        if isinstance(counts, dict) and "effective" in counts:
+            metrics[f"lm_eval/{name_part(task)}/n_samples"] = float(counts["effective"])
+    return metrics
+
+
+def sample_rows(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """lm-eval's per-(document, filter) samples merged into one row per document, ordered by ``doc_id``."""
+    rows: dict[int, dict[str, Any]] = {}
+    for sample in samples:
+        doc_id = int(sample["doc_id"])
+        row = rows.setdefault(doc_id, {"index": doc_id, "target": sample.get("target"), "doc_hash":
+                                       sample.get("doc_hash"), "response": _first(sample.get("resps")),
+                                       "filtered": {}, "scores": {}})
+        filter_name = name_part(sample.get("filter", "none"))
+        row["filtered"][filter_name] = _first(sample.get("filtered_resps"))
+        for metric in sample.get("metrics", []):
+            value = sample.get(metric)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                row["scores"][f"{name_part(metric)}/{filter_name}"] = float(value)
+    ordered = [rows[key] for key in sorted(rows)]
+    for row in ordered:  # the first score as the row's verdict, when it is a 0/1 one (strict-match for GSM8K)
+        first = next(iter(row["scores"].values()), None)
+        if first in (0.0, 1.0):
+            row["correct"] = bool(first)
+    return ordered
+
+
+def _first(value: Any) -> Any:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return value
+
+
+# ------------------------------------------------------------------------------------------------------ tasks ----
+def resolve_data_dir(cfg: LmEvalConfig, fallback: str | Path | None = None) -> Path | None:
+    """The GSM8K folder our shipped tasks read: ``evaluation.lm_eval.data_dir``, else ``$MTP_BENCH_GSM8K_DIR``, else
+    ``fallback`` (the trial's own GSM8K folder), else None (each YAML's default, ``../shared/data/gsm8k``)."""
+    for candidate in (cfg.data_dir, os.environ.get(DATA_DIR_ENV) or None, fallback):
+        if candidate:
+            return Path(candidate).expanduser().resolve()
+    return None
+
+
+def _includes(cfg: LmEvalConfig) -> list[Path]:
+    paths = [TASK_DIR]
+    if cfg.include_path:
+        extra = Path(cfg.include_path).expanduser().resolve()
+        if not extra.is_dir():
+            raise LmEvalError(f"evaluation.lm_eval.include_path: {extra} is not a directory")
+        paths.append(extra)
+    return paths
+
+
+def task_manager(cfg: LmEvalConfig) -> Any:
+    """A TaskManager that knows every requested task; lm-eval's own registry is indexed only when needed."""
+    from lm_eval.tasks import TaskManager
+
+    includes = [str(p) for p in _includes(cfg)]
+    local = TaskManager(include_path=includes, include_defaults=False)
+    if all(name in local.all_tasks for name in cfg.tasks):
+        return local
+    manager = TaskManager(include_path=includes, include_defaults=True)
+    unknown = [name for name in cfg.tasks if name not in manager.all_tasks]
+    if unknown:
+        problems = []
+        for name in unknown:
+            hint = difflib.get_close_matches(name, manager.all_tasks, n=3)
+            problems.append(f"{name!r}" + (f" (did you mean {', '.join(hint)}?)" if hint else ""))
+        raise LmEvalError(f"evaluation.lm_eval.tasks: unknown lm-eval task {'; '.join(problems)}; offline GSM8K "
+                          f"tasks shipped with mtp-bench: {', '.join(shipped_tasks())}")
+    return manager
+
+
+def shipped_tasks() -> list[str]:
+    return sorted(yaml.safe_load(path.read_text())["task"] for path in TASK_DIR.glob("*.yaml"))
+
+
+def _is_shipped(manager: Any, name: str) -> bool:
+    entry = manager.task_index.get(name)
+    path = getattr(entry, "yaml_path", None)
+    return path is not None and Path(path).resolve().parent == TASK_DIR
+
+
+def _task_spec(manager: Any, name: str, data_dir: Path | None) -> str | dict[str, Any]:
+    """A shipped task as an inline config with its data folder filled in; any other task by name."""
+    if not _is_shipped(manager, name):
+        return name
+    spec = yaml.safe_load(Path(manager.task_index[name].yaml_path).read_text())
+    if data_dir is not None:
+        spec["dataset_kwargs"]["data_dir"] = str(data_dir)
+    folder = Path(spec["dataset_kwargs"]["data_dir"]).expanduser().resolve()
+    missing = [f for f in spec["dataset_kwargs"]["data_files"].values() if not (folder / f).is_file()]
+    if missing:
+        raise LmEvalError(f"lm-eval task {name!r} reads GSM8K from {folder}, which lacks {', '.join(missing)}; set "
+                          f"evaluation.lm_eval.data_dir or ${DATA_DIR_ENV} to a folder with train.jsonl and test.jsonl")
+    spec["dataset_kwargs"]["data_dir"] = str(folder)
+    return spec
+
+
+def load_tasks(cfg: LmEvalConfig, data_dir: Path | None) -> tuple[Any, dict[str, Any]]:
+    """(task manager, {name: Task}) for the configured tasks, refusing code-executing tasks unless allowed."""
+    manager = task_manager(cfg)
+    try:
+        loaded = manager.load([_task_spec(manager, name, data_dir) for name in cfg.tasks])
+    except LmEvalError:
+        raise
+    except Exception as exc:  # dataset download failures offline, broken YAML: name the tasks involved
+        raise LmEvalError(f"lm-eval could not load tasks {', '.join(cfg.tasks)}: {type(exc).__name__}: {exc}. "
+                          f"Offline, use the shipped local tasks ({', '.join(shipped_tasks())}).") from exc
+    tasks = loaded["tasks"]
+    unsafe = [name for name, task in tasks.items() if getattr(task, "UNSAFE_CODE", False)]
+    if unsafe and not cfg.allow_unsafe_code:
+        raise LmEvalError(f"lm-eval task(s) {', '.join(unsafe)} execute model-written code; set "
+                          "evaluation.lm_eval.allow_unsafe_code: true to run them")
+    return manager, tasks
+
+
+# -------------------------------------------------------------------------------------------------------- run ----
+def plain_model(model: nn.Module) -> nn.Module:
+    """The transformers model under a peft wrapper (its LoRA layers stay active), or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def run_lm_eval(
+    model: nn.Module,
+    tokenizer: Any,
+    cfg: LmEvalConfig,
+    *,
+    data_dir: str | Path | None = None,
+    precision: torch.dtype | None = None,
+    log_samples: bool = True,
+) -> LmEvalResult:
+    """Run ``cfg.tasks`` on an in-memory causal LM; ``data_dir`` is the fallback GSM8K folder (see
+    :func:`resolve_data_dir`)."""
+    if not cfg.tasks:
+        return LmEvalResult()
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    folder = resolve_data_dir(cfg, data_dir)
+    manager, tasks = load_tasks(cfg, folder)
+    model = plain_model(model)
+    was_training = model.training
+    model.eval()
+    try:
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=cfg.batch_size, mixed_precision_dtype=precision)
+        results = simple_evaluate(model=lm, tasks=list(tasks.values()), task_manager=manager,
+                                  num_fewshot=cfg.num_fewshot, limit=cfg.limit, log_samples=log_samples,
+                                  confirm_run_unsafe_code=cfg.allow_unsafe_code)
+    finally:
+        model.train(was_training)
+    if results is None:  # lm-eval returns nothing on non-zero ranks
+        return LmEvalResult()
+    result = LmEvalResult(metrics=rename_results(results), params=_params(results, tasks, cfg))
+    if log_samples:
+        result.samples = {name_part(task): sample_rows(rows) for task, rows in (results.get("samples") or {}).items()}
+    return result
+
+
+def _params(results: dict[str, Any], tasks: dict[str, Any], cfg: LmEvalConfig) -> dict[str, str]:
+    params = {"lm_eval.version": str(results.get("lm_eval_version") or lm_eval_version())}
+    configs = results.get("configs") or {}
+    for task in tasks:
+        key = f"lm_eval.{name_part(task)}"
+        config = configs.get(task, {})
+        filters = [f.get("name", "?") for f in config.get("filter_list") or []] or ["none"]
+        params[f"{key}.task_version"] = str((results.get("versions") or {}).get(task))
+        params[f"{key}.num_fewshot"] = str((results.get("n-shot") or {}).get(task, config.get("num_fewshot")))
+        params[f"{key}.filters"] = ",".join(filters)
+        params[f"{key}.limit"] = str(cfg.limit)
+        data_dir = (config.get("dataset_kwargs") or {}).get("data_dir")
+        params[f"{key}.dataset"] = str(data_dir or config.get("dataset_path"))
+    return params

@@ -1,0 +1,57 @@
+"""Plugins: an out-of-tree method (the README's own example) is found through its entry point and trains; an
+unknown name lists what is installed."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, make_batch, make_model, random_pairs
+from mtp_bench import registry
+from mtp_bench.api import MethodContext
+
+
+def _readme_example() -> str:
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Writing a method") :]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.fixture
+def out_of_tree_plugin(tmp_path, monkeypatch):
+    """Install the README's example as a distribution on sys.path (module + dist-info with an entry point)."""
+    site = tmp_path / "site"
+    (site / "my_mtp-0.1.dist-info").mkdir(parents=True)
+    (site / "my_mtp.py").write_text(_readme_example())
+    (site / "my_mtp-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: my-mtp\nVersion: 0.1\n")
+    (site / "my_mtp-0.1.dist-info" / "entry_points.txt").write_text('[mtp_bench.methods]\nskip_one = my_mtp:SkipOne\n')
+    monkeypatch.syspath_prepend(str(site))
+    registry._entry_points.cache_clear()
+    registry.load.cache_clear()
+    yield
+    registry._entry_points.cache_clear()
+    registry.load.cache_clear()
+    sys.modules.pop("my_mtp", None)
+
+
+def test_readme_out_of_tree_method_is_found_and_trains(out_of_tree_plugin) -> None:
+    info = {i.name: i for i in registry.available(registry.METHODS)}
+    assert info["skip_one"].distribution == "my-mtp" and info["ntp"].distribution == "mtp-bench"
+    cls = registry.load_method("skip_one")
+    method = cls(cls.Params(weight=0.5), MethodContext(train_mode="full"))
+    model = make_model("llama")
+    batch = method.transform(make_batch(random_pairs(0, [(3, 5), (2, 4)])), torch.Generator())
+    out = method.loss(model, None, batch)
+    assert set(out.sums) == {"loss/ntp", "loss/h2"} and int(batch.counts["loss/h2"]) == 5 + 4  # every answer token, seen from 2 back
+    out.sums["loss/h2"].backward()
+    assert model.lm_head.weight.grad is not None
+
+
+def test_unknown_method_lists_what_is_installed() -> None:
+    with pytest.raises(registry.PluginError) as error:
+        registry.load_method("nttp")
+    message = str(error.value)
+    assert "unknown method 'nttp' (did you mean 'ntp'?)" in message and "installed methods: " in message
