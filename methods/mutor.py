@@ -24,7 +24,8 @@ How this file realises the paper for any Hugging Face causal LM that takes a 4D 
   ``t + d - 1``, the position of x_{t+d-1}, whose next-token prediction has the same target. With d = 1 it shares
   position and target with the NTP prediction at x_t. That is the paper's "t + d - 1" with 1-based token indices.
 - Attention: real tokens see real tokens only (causal, or the bidirectional prompt block); a register sees exactly
-  what its anchor x_t sees, plus itself, and no other register.
+  what its anchor x_t sees, plus itself, and no other register. Sliding-window layers keep their window (a custom
+  4D mask would otherwise silently lift it).
 """
 
 from __future__ import annotations
@@ -171,12 +172,41 @@ def attention_with_registers(real_allowed: Tensor, layout: RegisterLayout) -> Te
     registers; a register sees what its anchor sees, and itself."""
     bsz, length, _ = real_allowed.shape
     slots = layout.count
+    allowed = real_allowed.new_zeros(bsz, length + slots, length + slots)  # real -> register stays False
+    allowed[:, :length, :length] = real_allowed
     rows = layout.anchors[:, :, None].expand(bsz, slots, length)
-    register_to_real = real_allowed.gather(1, rows) & layout.valid[:, :, None]
-    register_to_register = torch.eye(slots, dtype=torch.bool, device=real_allowed.device).expand(bsz, slots, slots)
-    top = torch.cat([real_allowed, real_allowed.new_zeros(bsz, length, slots)], dim=2)
-    bottom = torch.cat([register_to_real, register_to_register], dim=2)
-    return torch.cat([top, bottom], dim=1)
+    allowed[:, length:, :length] = real_allowed.gather(1, rows) & layout.valid[:, :, None]
+    allowed[:, length:, length:] = torch.eye(slots, dtype=torch.bool, device=real_allowed.device)
+    return allowed
+
+
+def sliding_window(model: nn.Module) -> int | None:
+    """The window of the model's sliding-window attention layers, or None when every layer attends globally."""
+    config = model.config
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if window is None or (layer_types is not None and "sliding_attention" not in layer_types):
+        return None
+    return int(window)
+
+
+def kernel_attention_masks(
+    real_allowed: Tensor, layout: RegisterLayout, model: nn.Module
+) -> Tensor | dict[str, Tensor]:
+    """The 4D mask(s) to pass as ``attention_mask``. Hugging Face uses a custom 4D mask as-is for every layer, so
+    for sliding-window models (Gemma 2/3, Mistral, Qwen2 with ``use_sliding_window``) the window is applied here:
+    to the real tokens exactly as Hugging Face does (query i sees key j only if i - j < window), and registers
+    inherit it from their anchor. Models with both layer kinds get one mask per kind, keyed as their forward reads."""
+    full = model_attention_mask(attention_with_registers(real_allowed, layout), model)
+    window = sliding_window(model)
+    if window is None:
+        return full
+    index = torch.arange(real_allowed.size(1), device=real_allowed.device)
+    near = (index[:, None] - index[None, :]) < window
+    sliding = model_attention_mask(attention_with_registers(real_allowed & near, layout), model)
+    if getattr(model.config, "layer_types", None) is None:
+        return sliding  # every layer slides
+    return {"full_attention": full, "sliding_attention": sliding}
 
 
 def register_forward_inputs(
@@ -186,7 +216,7 @@ def register_forward_inputs(
     attention_mask: Tensor,
     layout: RegisterLayout,
     prompt_lengths: Tensor | None = None,
-) -> dict[str, Tensor]:
+) -> dict[str, Any]:
     """Forward arguments for real tokens followed by the layout's register slots: ``inputs_embeds`` (token
     embeddings, then the register vector), ``position_ids`` and the 4D mask in the form the model's kernel reads.
     ``prompt_lengths`` turns on the bidirectional prompt block."""
@@ -194,11 +224,10 @@ def register_forward_inputs(
     embeddings = model.get_input_embeddings()(input_ids)
     registers = register.to(embeddings.dtype).expand(bsz, layout.count, -1)
     real_positions = torch.arange(length, device=input_ids.device).expand(bsz, length)
-    allowed = attention_with_registers(allowed_attention(attention_mask, prompt_lengths), layout)
     return {
         "inputs_embeds": torch.cat([embeddings, registers], dim=1),
         "position_ids": torch.cat([real_positions, layout.positions], dim=1),
-        "attention_mask": model_attention_mask(allowed, model),
+        "attention_mask": kernel_attention_masks(allowed_attention(attention_mask, prompt_lengths), layout, model),
     }
 
 

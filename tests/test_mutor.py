@@ -8,11 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import ARCHS, ATTNS, REPO, make_batch, make_model, random_pairs
+from mtp_bench.methods.mutor import (
+    MuToR,
+    MuToRParams,
+    attention_with_registers,
+    register_forward_inputs,
+    select_registers,
+    trailing_registers,
+)
+from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
 from pydantic import ValidationError
 
-from mtp_bench.api import IGNORE_INDEX, MethodContext, model_attention_mask, plain_forward_inputs, shifted_targets
-from mtp_bench.methods.mutor import MuToR, MuToRParams, select_registers, trailing_registers
-from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
+from mtp_bench.api import IGNORE_INDEX, MethodContext, allowed_attention, model_attention_mask, shifted_targets
 from mtp_bench.suite.models import TrainConfig
 from mtp_bench.train.loop import Trainer, TrainModule
 
@@ -86,17 +93,49 @@ def test_real_token_logits_equal_register_free_logits(arch, attn):
     assert (real - reference)[on_real].abs().max().item() <= 1e-5
 
 
+def sliding_window_model(kind: str, attn: str):
+    """Tiny models whose attention slides (window 4, shorter than the test rows), or Gemma's global attention."""
+    import transformers as hf
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=61, bos_token_id=0, eos_token_id=1, pad_token_id=2, hidden_size=32, intermediate_size=64,
+                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    config, cls = {
+        "gemma": (lambda: hf.GemmaConfig(**common, head_dim=8), hf.GemmaForCausalLM),
+        "gemma2": (lambda: hf.Gemma2Config(**common, head_dim=8, sliding_window=4), hf.Gemma2ForCausalLM),
+        "gemma3": (lambda: hf.Gemma3TextConfig(**common, head_dim=8, sliding_window=4, sliding_window_pattern=2),
+                   hf.Gemma3ForCausalLM),
+        "qwen2": (lambda: hf.Qwen2Config(**common, use_sliding_window=True, sliding_window=4, max_window_layers=1),
+                  hf.Qwen2ForCausalLM),
+        "mistral": (lambda: hf.MistralConfig(**common, sliding_window=4), hf.MistralForCausalLM),
+    }[kind]
+    config = config()
+    config._attn_implementation = attn
+    return cls(config).eval()
+
+
+@pytest.mark.parametrize("kind,attn", [("gemma", "sdpa"), ("gemma2", "eager"), ("gemma3", "sdpa"), ("qwen2", "eager"),
+                                       ("mistral", "sdpa")])
+def test_real_token_logits_exact_with_gemma_and_sliding_window_attention(kind, attn):
+    model = sliding_window_model(kind, attn)
+    method = mutor()
+    extra = method.prepare(model, None)
+    batch = make_batch(random_pairs(1, UNEQUAL))
+    with torch.no_grad():
+        real, _ = method.logits(model, extra, method.transform(batch, generator()))
+        reference = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    assert (real - reference)[batch.attention_mask.bool()].abs().max().item() <= 1e-5
+
+
 def interleaved_register_logits(model, register, prompt, answer, d):
     """Independent reference, one sequence, the paper's physical layout: prompt, then ``<reg>, a_j`` for every answer
     token, real tokens at their register-free positions, the register before a_j at position (Q + j - 1) + d - 1;
     a real token sees earlier real tokens, a register earlier real tokens and itself. Returns {anchor: logits}."""
-    tokens, kinds, positions, anchors = [], [], [], []
-    for i, token in enumerate(prompt):
-        tokens, kinds, positions, anchors = tokens + [token], kinds + ["real"], positions + [i], anchors + [None]
+    slots = [(token, "real", i, None) for i, token in enumerate(prompt)]  # (token, kind, position, anchor)
     for j, token in enumerate(answer):
         anchor = len(prompt) + j - 1
-        tokens, kinds, positions, anchors = tokens + [0], kinds + ["reg"], positions + [anchor + d - 1], anchors + [anchor]
-        tokens, kinds, positions, anchors = tokens + [token], kinds + ["real"], positions + [len(prompt) + j], anchors + [None]
+        slots += [(0, "reg", anchor + d - 1, anchor), (token, "real", len(prompt) + j, None)]
+    tokens, kinds, positions, anchors = (list(column) for column in zip(*slots))
     n = len(tokens)
     allowed = torch.zeros(n, n, dtype=torch.bool)
     for q in range(n):
@@ -150,9 +189,6 @@ def test_hand_worked_example_prompt_3_answer_4_d_2():
     assert model_batch.n_tokens == 7 + 3
     assert model_batch.counts["loss/ntp"] == 4 and model_batch.counts["loss/reg"] == 3
     assert model_batch.counts["loss/h2"] == 3
-
-    from mtp_bench.api import allowed_attention
-    from mtp_bench.methods.mutor import attention_with_registers
 
     expected = [  # keys: x0 .. x6, r(after x2), r(after x3), r(after x4)
         [1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
@@ -264,8 +300,6 @@ def test_trailing_registers_reproduce_training_registers():
     batch = make_batch(random_pairs(10, [(3, 8)]))
     model_batch = method.transform(batch, generator())
     _, registers = method.logits(model, extra, model_batch)
-    from mtp_bench.methods.mutor import register_forward_inputs
-
     for slot, anchor in enumerate(model_batch.tensors["anchors"][0].tolist()):
         prefix = batch.input_ids[:, : anchor + 1]
         mask = torch.ones_like(prefix)
