@@ -123,6 +123,7 @@ class TrialRunner:
         self.final_metrics: dict[str, float] = {}
         self.progress = progress and dist.is_main
         self.on_metrics: Callable[[dict[str, float], int], None] | None = None  # e.g. a scheduler's live view
+        self.last_eval_step: int | None = None  # set by periodic_evaluation
 
     # --------------------------------------------------------------------------------------- reporting ----
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -203,7 +204,7 @@ class TrialRunner:
 
         trial, cfg = self.p.trial, self.p.trial.evaluation
         plan = ev.plan_selection(cfg, self.select_name, self.higher_is_better, bool(self.p.splits.validation))
-        step = step if step is not None else getattr(self, "last_eval_step", None)
+        step = step if step is not None else self.last_eval_step
         chosen = ev.load_selected(plan, self.workdir / "best.pt", self.best)
         if plan.note and cfg.select_on != "last":
             log.warning("trial %s: no checkpoint selection (%s); reporting the last checkpoint", trial.label, plan.note)
@@ -234,8 +235,9 @@ class TrialRunner:
                     self.tracker.log_params(self.run_id, result.params)
             for tag in tags:
                 final.update({f"{tag}/{name}": value for name, value in metrics.items()})
-                for path, rows in artifacts.items() if self.tracker and trial.tracking.log_artifacts else ():
-                    self.tracker.log_jsonl(self.run_id, rows, f"predictions/{tag}/{path}")
+                if self.tracker is not None and trial.tracking.log_artifacts:
+                    for path, rows in artifacts.items():
+                        self.tracker.log_jsonl(self.run_id, rows, f"predictions/{tag}/{path}")
 
         try:
             same = chosen is not None and chosen.step == step
@@ -304,6 +306,11 @@ def run_trial(
     runner = TrialRunner(prepared, tracker=tracker, run_id=run_id, workdir=workdir, dist=dist,
                          progress=trial.train.progress if progress is None else progress)
     runner.on_metrics = on_metrics
+    if dist.is_main and trial.evaluation.lm_eval.tasks:  # a bad lm-eval task fails now, not after training
+        from mtp_bench.evaluation.lm_eval_bridge import preflight
+        from mtp_bench.evaluation.runner import lm_eval_fallback_dir
+
+        preflight(trial.evaluation.lm_eval, lm_eval_fallback_dir(trial.data.task, trial.data.params))
     sampler = StepSampler(len(prepared.train_data.items), batch_size=trial.train.batch_size,
                           grad_accum=trial.train.grad_accum, world_size=dist.world_size, rank=dist.rank,
                           seed=trial.seed)
@@ -345,7 +352,7 @@ def run_trial(
             bar.close()
     final: dict[str, float] = {}
     if dist.is_main:
-        final = runner.final_evaluation()
+        final = runner.final_evaluation(trainer.state.step)
         final.update({"train/seconds_total": trainer.state.train_seconds,
                       "train/tokens_seen_total": float(trainer.state.tokens_seen),
                       "train/tokens_processed_total": float(trainer.state.tokens_processed),

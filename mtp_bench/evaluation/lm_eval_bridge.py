@@ -138,16 +138,23 @@ def task_manager(cfg: LmEvalConfig) -> Any:
     local = TaskManager(include_path=includes, include_defaults=False)
     if all(name in local.all_tasks for name in cfg.tasks):
         return local
-    manager = TaskManager(include_path=includes, include_defaults=True)
-    unknown = [name for name in cfg.tasks if name not in manager.all_tasks]
-    if unknown:
-        problems = []
-        for name in unknown:
-            hint = difflib.get_close_matches(name, manager.all_tasks, n=3)
-            problems.append(f"{name!r}" + (f" (did you mean {', '.join(hint)}?)" if hint else ""))
-        raise LmEvalError(f"evaluation.lm_eval.tasks: unknown lm-eval task {'; '.join(problems)}; offline GSM8K "
-                          f"tasks shipped with mtp-bench: {', '.join(shipped_tasks())}")
+    manager = TaskManager(include_path=includes, include_defaults=True)  # indexes ~15k YAMLs: seconds
+    problem = unknown_tasks(cfg.tasks, manager.all_tasks)
+    if problem:
+        raise LmEvalError(problem)
     return manager
+
+
+def unknown_tasks(requested: list[str], known: list[str]) -> str | None:
+    """A message naming the requested tasks lm-eval does not know (with close matches), or None."""
+    problems = []
+    for name in (n for n in requested if n not in known):
+        hint = difflib.get_close_matches(name, known, n=3)
+        problems.append(f"{name!r}" + (f" (did you mean {', '.join(hint)}?)" if hint else ""))
+    if not problems:
+        return None
+    return (f"evaluation.lm_eval.tasks: unknown lm-eval task {'; '.join(problems)}; offline GSM8K tasks shipped "
+            f"with mtp-bench: {', '.join(shipped_tasks())}")
 
 
 def shipped_tasks() -> list[str]:
@@ -191,7 +198,18 @@ def load_tasks(cfg: LmEvalConfig, data_dir: Path | None) -> tuple[Any, dict[str,
     if unsafe and not cfg.allow_unsafe_code:
         raise LmEvalError(f"lm-eval task(s) {', '.join(unsafe)} execute model-written code; set "
                           "evaluation.lm_eval.allow_unsafe_code: true to run them")
+    if cfg.max_gen_toks is not None:
+        for task in tasks.values():
+            if task.get_config("output_type") == "generate_until":
+                task.set_config(key="generation_kwargs", value={"max_gen_toks": cfg.max_gen_toks}, update=True)
     return manager, tasks
+
+
+def preflight(cfg: LmEvalConfig, data_dir: str | Path | None = None) -> None:
+    """Load the configured tasks (names, data folders, the unsafe-code flag) without running them, so that a typo
+    fails a trial before training rather than after it."""
+    if cfg.tasks:
+        load_tasks(cfg, resolve_data_dir(cfg, data_dir))
 
 
 # -------------------------------------------------------------------------------------------------------- run ----
@@ -247,6 +265,7 @@ def _params(results: dict[str, Any], tasks: dict[str, Any], cfg: LmEvalConfig) -
         params[f"{key}.num_fewshot"] = str((results.get("n-shot") or {}).get(task, config.get("num_fewshot")))
         params[f"{key}.filters"] = ",".join(filters)
         params[f"{key}.limit"] = str(cfg.limit)
+        params[f"{key}.generation_kwargs"] = str(config.get("generation_kwargs"))
         data_dir = (config.get("dataset_kwargs") or {}).get("data_dir")
         params[f"{key}.dataset"] = str(data_dir or config.get("dataset_path"))
     return params

@@ -176,6 +176,7 @@ def save_best(path: Path, state: dict[str, torch.Tensor], step: int, value: floa
     """Write the selected weights with the step and value they were selected at (staged, then renamed, so that a
     crash never leaves a torn file)."""
     staging = path.with_name(path.name + ".staging")
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"step": step, "value": value, "state": state}, staging)
     staging.replace(path)
 

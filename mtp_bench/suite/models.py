@@ -232,6 +232,10 @@ class LmEvalConfig(StrictModel):
     ``gsm8k_cot_local``, ``gsm8k_mutor_local``); default: ``$MTP_BENCH_GSM8K_DIR``, else the suite's own local GSM8K
     folder (``data.params.path``), else ``../shared/data/gsm8k``. Relative paths start at the working directory."""
 
+    max_gen_toks: int | None = Field(default=None, ge=1)
+    """Cap on generated tokens per document of generation tasks; default: each task's own (512 for
+    ``gsm8k_mutor_local``, lm-eval's 256 for most others). Lower it for quick CPU checks only."""
+
     checkpoints: Literal["last", "selected", "both"] = "both"
     """Which checkpoints lm-eval scores: the last, the selected one (``best`` or ``best_on_test``; the last when
     selection is off), or both. Metrics are prefixed like the scorers' (``last/lm_eval/gsm8k_local/...``)."""

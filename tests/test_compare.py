@@ -1,0 +1,209 @@
+"""``mtp-bench compare`` on a store built by hand: CIs, paired tests and the partial-grid listing checked against
+numbers worked out independently (t quantiles from tables, binomial sums by hand)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from scipy import stats as scipy_stats
+
+from mtp_bench import cli
+from mtp_bench.comparison import Store, build_comparison, classify, shared_cell
+from mtp_bench.stats import mcnemar_exact, mean_ci, paired_sample_test
+
+T_975_DF2 = 4.302652729911275  # two-sided 95% Student-t quantile, 2 degrees of freedom (from a t table)
+N_QUESTIONS = 20
+# Questions each trial got right (strict exact match). Accuracies: ntp 0.40/0.45/0.50, mutor 0.50/0.55/0.60.
+CORRECT = {
+    ("ntp", 0): set(range(0, 8)), ("ntp", 1): set(range(0, 9)), ("ntp", 2): set(range(0, 10)),
+    ("mutor", 0): set(range(0, 10)), ("mutor", 1): set(range(0, 10)) | {12}, ("mutor", 2): set(range(2, 14)),
+}
+HELD_OUT_LOSS = {("ntp", 0): 2.0, ("ntp", 1): 2.1, ("ntp", 2): 2.3, ("mutor", 0): 1.9, ("mutor", 1): 2.05,
+                 ("mutor", 2): 2.1}
+
+
+def add_trial(client: MlflowClient, experiment: str, method: str, seed: int, *, status: str = "FINISHED",
+              metrics: dict[str, float] | None = None, correct: set[int] | None = None, start: int = 0,
+              error: str | None = None) -> str:
+    tags = {"mtp_bench.kind": "trial", "mtp_bench.method": method, "mtp_bench.seed": str(seed),
+            "mtp_bench.trial_id": f"{method}-{seed}", "mtp_bench.cell": "", "mtp_bench.suite": "handmade",
+            "mtp_bench.select_metric": "gsm8k/exact_match", "mtp_bench.periodic_split": "val"}
+    if error:
+        tags["mtp_bench.error"] = error
+    run_id = client.create_run(experiment, start_time=1_000_000 + start, tags=tags, run_name=f"{method} {seed}")
+    run_id = run_id.info.run_id
+    values = [Metric(name, value, 0, 10) for name, value in (metrics or {}).items()]
+    values += [Metric("val/gsm8k/exact_match", 0.1, 0, 5),  # the periodic curve
+               Metric("val/gsm8k/exact_match", len(correct or ()) / N_QUESTIONS, 0, 10)]
+    client.log_batch(run_id, metrics=values, params=[Param("evaluation.scorers.0.name", "gsm8k")])
+    if correct is not None:
+        rows = [{"index": i, "correct": i in correct, "scores": {"exact_match": i in correct}}
+                for i in range(N_QUESTIONS)]
+        for checkpoint in ("last", "best_on_test"):
+            client.log_text(run_id, "".join(json.dumps(r) + "\n" for r in rows),
+                            f"predictions/{checkpoint}/test_gsm8k.jsonl")
+    client.set_terminated(run_id, status)
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def handmade(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Built once per module (creating an MLflow store takes seconds); tests only read it."""
+    tmp_path = tmp_path_factory.mktemp("handmade")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("handmade", artifact_location=(tmp_path / "artifacts").as_uri())
+    # An older finished repeat of ntp seed 0 with a different result: only the newest run of a trial counts.
+    add_trial(client, experiment, "ntp", 0, metrics={"last/test/gsm8k/exact_match": 0.9}, start=-500)
+    for (method, seed), correct in CORRECT.items():
+        accuracy = len(correct) / N_QUESTIONS
+        metrics = {"last/test/gsm8k/exact_match": accuracy, "best_on_test/test/gsm8k/exact_match": accuracy,
+                   "last/test/loss": HELD_OUT_LOSS[(method, seed)], "last/test/acc/ntp": 0.3,
+                   "params/extra": 64.0 if method == "mutor" else 0.0,
+                   "train/flops_total": 1.4e12 if method == "mutor" else 1.0e12}
+        add_trial(client, experiment, method, seed, metrics=metrics, correct=correct, start=seed)
+    add_trial(client, experiment, "mutor", 3, status="FAILED", error="RuntimeError: out of memory", start=10)
+    add_trial(client, experiment, "mutor", 4, status="RUNNING", start=11)
+    return uri
+
+
+def _row(comparison, metric: str, method: str, checkpoint: str = "last"):
+    return next(r for r in comparison.rows
+                if r.metric == metric and r.group.method == method and r.checkpoint == checkpoint)
+
+
+def test_interval_and_paired_test_match_hand_computation(handmade: str) -> None:
+    comparison = build_comparison(Store(handmade, "handmade"), title="t", baseline="ntp")
+    mutor = _row(comparison, "test/gsm8k/exact_match", "mutor")
+    half = T_975_DF2 * 0.05 / math.sqrt(3)  # sample sd of 0.50, 0.55, 0.60 is 0.05
+    assert mutor.interval.n == 3
+    assert mutor.interval.mean == pytest.approx(0.55)
+    assert (mutor.interval.low, mutor.interval.high) == pytest.approx((0.55 - half, 0.55 + half))
+    ntp = _row(comparison, "test/gsm8k/exact_match", "ntp")
+    assert ntp.interval.mean == pytest.approx(0.45)  # the older 0.9 repeat is ignored
+    assert ntp.paired is None  # the baseline is not tested against itself
+    # Discordant (question, seed) pairs: mutor-only 2 + 2 + 4 = 8, ntp-only 0 + 0 + 2 = 2; two-sided exact McNemar
+    # is 2 * P(Binomial(10, 1/2) <= 2) = 2 * (1 + 10 + 45) / 1024.
+    paired = mutor.paired
+    assert paired.test == "mcnemar-exact"
+    assert (paired.method_only, paired.baseline_only, paired.n_pairs) == (8, 2, 60)
+    assert paired.p_value == pytest.approx(2 * (1 + 10 + 45) / 1024)
+    assert paired.delta == pytest.approx(0.10)
+    assert paired.low <= 0.10 <= paired.high
+
+
+def test_seed_level_paired_t_and_cost_ratio(handmade: str) -> None:
+    comparison = build_comparison(Store(handmade, "handmade"), title="t", baseline="ntp")
+    loss = _row(comparison, "test/loss", "mutor")
+    differences = np.array([1.9 - 2.0, 2.05 - 2.1, 2.1 - 2.3])
+    half = T_975_DF2 * differences.std(ddof=1) / math.sqrt(3)
+    assert loss.section == "held-out loss" and loss.paired.test == "paired-t"
+    assert loss.paired.delta == pytest.approx(differences.mean())
+    assert (loss.paired.low, loss.paired.high) == pytest.approx((differences.mean() - half, differences.mean() + half))
+    assert loss.paired.p_value == pytest.approx(scipy_stats.ttest_rel([1.9, 2.05, 2.1], [2.0, 2.1, 2.3]).pvalue)
+    assert _row(comparison, "test/acc/ntp", "mutor").section == "per-horizon accuracy"
+    flops = _row(comparison, "train/flops_total", "mutor", checkpoint="")
+    assert flops.section == "cost" and flops.ratio == pytest.approx(1.4)
+
+
+def test_partial_grid_is_listed_and_the_cli_writes_every_output(handmade: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = cli.main(["compare", "--experiment", "handmade", "--store", handmade, "--output", str(out)])
+    assert code == 0
+    assert {p.name for p in out.iterdir()} == {"compare.md", "compare.csv", "accuracy.png",
+                                               "accuracy_over_steps.png"}
+    text = (out / "compare.md").read_text()
+    assert "out of memory" in text and "RUNNING" in text  # failed and running trials are listed, not fatal
+    assert "older repeat" in text
+    assert "TEST split" in text and "optimistic" in text  # selection on test is labelled
+    with (out / "compare.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    row = next(r for r in rows if r["metric"] == "test/gsm8k/exact_match" and r["method"] == "mutor"
+               and r["checkpoint"] == "best_on_test")
+    assert row["checkpoint_label"].startswith("best on TEST split")
+    assert float(row["p_value"]) == pytest.approx(112 / 1024)
+    assert row["n"] == "3" and row["seeds"] == "0 1 2"
+
+
+def test_cli_errors_name_the_problem(handmade: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["compare", "--experiment", "nope", "--store", handmade, "--output", str(tmp_path)]) == 2
+    assert "no experiment 'nope'" in capsys.readouterr().err
+    missing = f"sqlite:///{tmp_path / 'absent.db'}"
+    assert cli.main(["compare", "--experiment", "x", "--store", missing]) == 2
+    assert "no MLflow store" in capsys.readouterr().err
+    assert not (tmp_path / "absent.db").exists()  # reading never creates a store
+
+
+def test_single_seed_has_no_interval() -> None:
+    interval = mean_ci([0.4])
+    assert interval.n == 1 and math.isnan(interval.low)
+
+
+def test_mcnemar_and_paired_samples_on_a_small_table() -> None:
+    method = np.array([1, 1, 1, 0, 1, 0], dtype=bool)
+    baseline = np.array([0, 0, 1, 0, 1, 1], dtype=bool)
+    p, method_only, baseline_only = mcnemar_exact(method, baseline)
+    assert (method_only, baseline_only) == (2, 1)
+    assert p == pytest.approx(1.0)  # 2 * P(Binomial(3, 1/2) <= 1) = 2 * 4/8, capped at 1
+    result = paired_sample_test(method, baseline)
+    assert result.delta == pytest.approx(1 / 6)
+    graded = paired_sample_test(np.array([0.5, 0.7, 0.9, 0.4]), np.array([0.5, 0.6, 0.8, 0.4]))
+    assert graded.test == "sign-flip"
+    assert graded.p_value == pytest.approx(0.5)  # 2 of 2^2 sign patterns of the two non-zero differences as extreme
+
+
+def test_metric_classification_and_cells() -> None:
+    scorers = {"gsm8k"}
+    assert classify("best_on_test/test/gsm8k/exact_match", scorers) == ("scores", "best_on_test",
+                                                                       "test/gsm8k/exact_match")
+    assert classify("last/test/acc/h3", scorers)[0] == "per-horizon accuracy"
+    assert classify("last/test/loss/ntp", scorers)[0] == "held-out loss"
+    assert classify("last/lm_eval/gsm8k_local/exact_match/strict-match", scorers)[0] == "scores"
+    assert classify("last/lm_eval/gsm8k_local/exact_match_stderr/strict-match", scorers) is None
+    assert classify("best/step", scorers)[0] == "selected checkpoint"
+    assert classify("train/loss", scorers) is None
+    assert shared_cell("method.params.a=0.1 train.lr=[1, 2]") == "train.lr=[1, 2]"
+
+
+@pytest.mark.slow
+def test_run_then_compare_end_to_end(tmp_path: Path, gsm8k_dir: Path, store: str,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two identical methods x two seeds with lm-eval: the run writes the comparison (and attaches it to the parent
+    run); identical training gives a zero difference and p = 1."""
+    from conftest import tiny_suite, write_suite
+
+    monkeypatch.chdir(tmp_path)
+    suite = tiny_suite(tmp_path, gsm8k_dir, methods=[{"name": "ntp"}, {"name": "ntp", "label": "ntp_copy"}],
+                       grid={"seeds": [0, 1]})
+    suite["evaluation"]["lm_eval"] = {"tasks": ["gsm8k_mutor_local"], "limit": 2, "max_gen_toks": 4,
+                                      "data_dir": str(gsm8k_dir)}
+    path = write_suite(tmp_path, suite)
+    assert cli.main(["run", str(path), "--no-ray"]) == 0
+    assert (tmp_path / "results" / "tiny" / "compare.md").is_file()
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    parent = next(r for r in runs if r.data.tags["mtp_bench.kind"] == "invocation")
+    attached = {a.path for a in client.list_artifacts(parent.info.run_id, "compare")}
+    assert {"compare/compare.md", "compare/compare.csv", "compare/accuracy.png"} <= attached
+    child = next(r for r in runs if r.data.tags["mtp_bench.kind"] == "trial")
+    assert "last/lm_eval/gsm8k_mutor_local/exact_match/strict-match" in child.data.metrics
+    assert child.data.params["lm_eval.version"] == importlib.metadata.version("lm_eval")
+    assert child.data.tags["mtp_bench.select_metric"] == "gsm8k/exact_match"
+
+    out = tmp_path / "again"
+    assert cli.main(["compare", str(path), "--output", str(out)]) == 0
+    with (out / "compare.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    copy = next(r for r in rows if r["method"] == "ntp_copy" and r["checkpoint"] == "last"
+                and r["metric"] == "test/gsm8k/exact_match")
+    assert copy["n"] == "2" and float(copy["delta"]) == 0 and float(copy["p_value"]) == 1
+    lm_eval_rows = [r for r in rows if r["metric"].startswith("lm_eval/") and r["method"] == "ntp_copy"]
+    assert lm_eval_rows and all(r["test"] == "mcnemar-exact" for r in lm_eval_rows)
