@@ -155,7 +155,6 @@ class Store:
             names = ", ".join(e.name for e in self.client.search_experiments()) or "none"
             raise CompareError(f"no experiment {experiment!r} in {uri}; experiments there: {names}")
         self.experiment_id = found.experiment_id
-        self.folder = Path(tempfile.mkdtemp(prefix="mtp-bench-compare-"))
         self._rows: dict[tuple[str, str], list[dict[str, Any]] | None] = {}
 
     def trial_runs(self, suite: str | None) -> list[TrialRun]:
@@ -177,9 +176,10 @@ class Store:
         without ``scores`` (a scorer with one verdict) use their boolean ``correct``."""
         if (run_id, path) not in self._rows:
             try:
-                local = self.client.download_artifacts(run_id, path, str(self.folder / run_id))
-                self._rows[(run_id, path)] = [json.loads(line) for line in Path(local).read_text().splitlines()
-                                              if line.strip()]
+                with tempfile.TemporaryDirectory(prefix="mtp-bench-compare-") as folder:  # read, then gone
+                    local = self.client.download_artifacts(run_id, path, folder)
+                    text = Path(local).read_text()
+                self._rows[(run_id, path)] = [json.loads(line) for line in text.splitlines() if line.strip()]
             except Exception:  # absent artifact (logging off, older run): no paired test on samples
                 self._rows[(run_id, path)] = None
         rows = self._rows[(run_id, path)]
