@@ -142,23 +142,32 @@ class DeepSeekMTP:
             tensors["prompt_lengths"] = batch.prompt_lengths
         return ModelBatch(tensors=tensors, counts=counts, n_tokens=batch.n_real_tokens)
 
+    def depth_outputs(self, model: nn.Module, extra: nn.Module, tensors: dict[str, Tensor]) -> tuple[Any, list[Tensor]]:
+        """(the trunk's pass, h^k of every module k): one trunk forward, then the modules in sequence."""
+        t = tensors
+        prompt_lengths = t.get("prompt_lengths")
+        trunk = run_trunk(model, plain_forward_inputs(t["input_ids"], t["attention_mask"], model, prompt_lengths))
+        anat = anatomy(model)
+        hidden, outputs = trunk.last_output, []
+        for k, module in enumerate(extra.depths, start=1):
+            arguments = trunk.layer_arguments
+            if prompt_lengths is not None:  # positions i < P - k hold prompt tokens only: they alone see both ways
+                allowed = allowed_attention(t["attention_mask"], (prompt_lengths - k).clamp(min=0))
+                arguments = {**arguments, "attention_mask": model_attention_mask(allowed, model)}
+            combined = module.combine(hidden, anat.embed(t[f"ids_ahead_{k}"]))
+            hidden = run_layer(module.block, combined, arguments)
+            outputs.append(hidden)
+        return trunk, outputs
+
     def loss(self, model: nn.Module, extra: nn.Module | None, batch: ModelBatch) -> LossOutput:
         if extra is None:
             raise ValueError("deepseek_mtp.loss needs the modules that deepseek_mtp.prepare returned")
         t = batch.tensors
         anat = anatomy(model)
-        prompt_lengths = t.get("prompt_lengths")
-        trunk = run_trunk(model, plain_forward_inputs(t["input_ids"], t["attention_mask"], model, prompt_lengths))
+        trunk, outputs = self.depth_outputs(model, extra, t)
         loss, correct = target_loss(anat.logits, trunk.hidden, t["targets_ntp"])
         sums = {"loss/ntp": loss, "acc/ntp": correct}
-        hidden = trunk.last_output
-        for k, module in enumerate(extra.depths, start=1):
-            arguments = trunk.layer_arguments
-            if prompt_lengths is not None:
-                allowed = allowed_attention(t["attention_mask"], (prompt_lengths - k).clamp(min=0))
-                arguments = {**arguments, "attention_mask": model_attention_mask(allowed, model)}
-            combined = module.combine(hidden, anat.embed(t[f"ids_ahead_{k}"]))
-            hidden = run_layer(module.block, combined, arguments)
+        for k, (module, hidden) in enumerate(zip(extra.depths, outputs), start=1):
             loss, correct = target_loss(anat.logits, module.output_norm(hidden), t[f"targets_h{k + 1}"])
             sums[f"loss/h{k + 1}"], sums[f"acc/h{k + 1}"] = loss, correct
         weights = {"loss/ntp": 1.0}

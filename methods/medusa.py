@@ -1,7 +1,7 @@
 """Medusa (Cai et al., "Medusa: Simple LLM Inference Acceleration Framework with Multiple Decoding Heads", 2024).
 
 K heads read the model's last hidden state (after the final norm, what the LM head reads); head i (1-based) is
-``n_layers`` residual blocks ``x + SiLU(W x + b)`` (W starts at zero, so a new head starts as the LM head) followed
+``n_layers`` residual blocks ``x + SiLU(W x + b)`` (W, b start at zero: a new head starts as the LM head) followed
 by an output layer, and predicts x_{t+i+1}. The output layer is the head's own copy of the LM head (Medusa's choice;
 ``own_lm_head: false`` shares the model's LM head instead: far fewer parameters on large vocabularies).
 
@@ -77,7 +77,10 @@ class ResidualBlock(nn.Module):
     def __init__(self, size: int):
         super().__init__()
         self.linear = nn.Linear(size, size)
-        nn.init.zeros_(self.linear.weight)  # the head starts as the identity: its first predictions are the LM head's
+        # Zero weight and bias: a new head starts as the identity, predicting what the LM head does (Medusa zeroes
+        # the weight only, which leaves a small random offset).
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return hidden + nn.functional.silu(self.linear(hidden))

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from mtp_bench.models.anatomy import RegisterDrafter
 from mtp_bench.api import (
     IGNORE_INDEX,
     LossOutput,
@@ -328,6 +329,14 @@ class MuToR:
             sums[f"acc/h{offset}"] = (correct & selected).sum()
         weights = {"loss/ntp": 1.0 - self.params.a, "loss/reg": self.params.a}
         return LossOutput(sums=sums, weights=weights)
+
+    def make_drafter(self, model: nn.Module, extra: nn.Module | None, k: int) -> RegisterDrafter | None:
+        """Registers as drafters: after the last accepted x_t, registers at positions t+d-1 draft x_{t+d} for
+        d = 2..k+1 (the training layout), limited to the offsets the register was trained on."""
+        drafts = min(k, self.params.d_max - 1)
+        if extra is None or drafts < 1 or self.params.d_min > 2:
+            return None
+        return RegisterDrafter(model, extra.register, drafts)
 
     def export(self, model: nn.Module, extra: nn.Module | None) -> nn.Module:
         return model  # registers are a training device only: the plain causal LM, unchanged

@@ -164,7 +164,9 @@ class TrialRunner:
             losses = held_out_loss(p.module, p.method, batches, p.device, p.precision)
             metrics.update({f"{split}/{name}": value for name, value in losses.items()})
         exported = p.method.export(p.module.model, p.module.extra)
-        result = score_split(self.eval_context(exported), self.scorers, examples, split)
+        # scorers that are costly and say so (``periodic = False``, e.g. speculative decoding) run only at the end
+        scorers = self.scorers if step is None else [s for s in self.scorers if getattr(s, "periodic", True)]
+        result = score_split(self.eval_context(exported), scorers, examples, split)
         metrics.update(result.metrics)
         return metrics, result.samples
 

@@ -90,8 +90,9 @@ def selection_metric(cfg: EvalConfig, scorers: list[Any]) -> tuple[str, bool]:
     """(metric name without split prefix, higher is better) used to choose the best checkpoint."""
     if cfg.select_metric:
         name = cfg.select_metric
-    elif scorers:
-        name = f"{scorers[0].name}/{scorers[0].main_metric}"
+    elif selectable := [s for s in scorers if getattr(s, "selectable", True)]:
+        # a scorer that measures decoding speed, not quality (``selectable = False``), never picks checkpoints
+        name = f"{selectable[0].name}/{selectable[0].main_metric}"
     else:
         name = "loss"
     higher_is_better = not (name == "loss" or name.startswith("loss/"))

@@ -42,6 +42,10 @@ class SpeculativeDecoding:
     name: ClassVar[str] = "speculative"
     Params: ClassVar[type] = SpeculativeParams
     main_metric: ClassVar[str] = "tau"
+    # A speed figure must never choose checkpoints, and decoding every example twice is too dear for periodic
+    # evaluations: read by the runner where it supports them (otherwise list this scorer after an accuracy scorer).
+    selectable: ClassVar[bool] = False
+    periodic: ClassVar[bool] = False
 
     def __init__(self, params: SpeculativeParams):
         self.params = params

@@ -50,7 +50,7 @@ class Anatomy:
 
     @property
     def config(self) -> Any:
-        return self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else self.model.config
+        return getattr(self.model.config, "get_text_config", lambda: self.model.config)()
 
     @property
     def hidden_size(self) -> int:
@@ -62,11 +62,8 @@ class Anatomy:
 
     @property
     def norm_eps(self) -> float:
-        for name in ("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps"):
-            value = getattr(self.config, name, None)
-            if value is not None:
-                return float(value)
-        return 1e-6
+        names = ("rms_norm_eps", "layer_norm_epsilon", "layer_norm_eps")
+        return float(next((v for v in (getattr(self.config, n, None) for n in names) if v is not None), 1e-6))
 
     def embed(self, input_ids: Tensor) -> Tensor:
         return self.embed_tokens(input_ids)
@@ -91,11 +88,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def _first_attribute(owner: nn.Module, names: tuple[str, ...]) -> Any:
-    for name in names:
-        value = getattr(owner, name, None)
-        if value is not None:
-            return value
-    return None
+    return next((value for value in (getattr(owner, name, None) for name in names) if value is not None), None)
 
 
 def anatomy(model: nn.Module) -> Anatomy:
@@ -112,7 +105,7 @@ def anatomy(model: nn.Module) -> Anatomy:
                if part is None]
     if missing:
         raise UnsupportedModelError(f"{kind}: could not find its {', '.join(missing)}")
-    config = causal_lm.config.get_text_config() if hasattr(causal_lm.config, "get_text_config") else causal_lm.config
+    config = getattr(causal_lm.config, "get_text_config", lambda: causal_lm.config)()
     return Anatomy(
         model=causal_lm,
         backbone=backbone,
@@ -160,13 +153,23 @@ def run_layer(layer: nn.Module, hidden: Tensor, arguments: dict[str, Any], cache
 
 
 def layer_arguments(anat: Anatomy, hidden: Tensor, position_ids: Tensor, allowed: Tensor) -> dict[str, Any]:
-    """Arguments to run a decoder layer of this model outside it: ``allowed`` [B, Tq, Tk] (True = may attend; keys
-    include any cached positions) in the form the attention kernel reads, the positions [B, Tq] and, for rotary
-    models, their rotary embeddings."""
+    """Arguments to run a copy of the model's last decoder layer outside the model: ``allowed`` [B, Tq, Tk] (True =
+    may attend; key j is position j, cached ones included) narrowed to the layer's sliding window if it has one, in
+    the form the attention kernel reads; the positions [B, Tq]; for rotary models their rotary embeddings."""
+    config = anat.config
+    layer_types = getattr(config, "layer_types", None)
+    layer_type = layer_types[int(getattr(config, "num_hidden_layers", len(layer_types))) - 1] if layer_types else None
+    window = getattr(config, "sliding_window", None)
+    if layer_type == "sliding_attention" and window:
+        keys = torch.arange(allowed.size(-1), device=allowed.device)
+        allowed = allowed & (position_ids[:, :, None] - keys[None, None, :] < window)
     arguments: dict[str, Any] = {"attention_mask": model_attention_mask(allowed, anat.model),
                                  "position_ids": position_ids}
     if anat.rotary is not None:
-        arguments["position_embeddings"] = anat.rotary(hidden, position_ids)
+        if "layer_type" in inspect.signature(anat.rotary.forward).parameters:  # per-layer-type rotary (Gemma 3)
+            arguments["position_embeddings"] = anat.rotary(hidden, position_ids, layer_type)
+        else:
+            arguments["position_embeddings"] = anat.rotary(hidden, position_ids)
     return arguments
 
 
@@ -241,10 +244,9 @@ def target_loss(logits_of: Any, hidden: Tensor, targets: Tensor) -> tuple[Tensor
     (``logits_of``: hidden [N, d] -> logits [N, V]) runs on those positions only: no full-vocabulary logits for
     prompt or padding positions."""
     valid = targets != IGNORE_INDEX
-    logits = logits_of(hidden[valid])
-    chosen = targets[valid]
-    loss = nn.functional.cross_entropy(logits.float(), chosen, reduction="sum")
-    return loss, (logits.detach().argmax(-1) == chosen).sum()
+    logits, chosen = logits_of(hidden[valid]), targets[valid]
+    correct = (logits.detach().argmax(-1) == chosen).sum()
+    return nn.functional.cross_entropy(logits.float(), chosen, reduction="sum"), correct
 
 
 # --------------------------------------------------------------------------------------- KV-cached decoding ----
@@ -267,10 +269,9 @@ def new_cache() -> Any:
 def crop_cache(cache: Any, length: int) -> None:
     """Drop every cached position from ``length`` on (rejected drafts, registers)."""
     for layer in cache.layers:
-        if getattr(layer, "is_initialized", False):
-            extra = layer.get_seq_length() - length
-            if extra > 0:
-                layer.crop(-extra)
+        surplus = layer.get_seq_length() - length if getattr(layer, "is_initialized", False) else 0
+        if surplus > 0:
+            layer.crop(-surplus)
 
 
 def decode_inputs(model: nn.Module, input_ids: Tensor, past_length: int, bidirectional: bool = False) -> dict:
@@ -285,6 +286,23 @@ def decode_inputs(model: nn.Module, input_ids: Tensor, past_length: int, bidirec
     else:
         mask = torch.ones(1, past_length + n, dtype=torch.long, device=device)
     return {"input_ids": input_ids.reshape(1, n), "position_ids": positions, "attention_mask": mask}
+
+
+def custom_attention(model: nn.Module, allowed: Tensor, query_positions: Tensor, key_positions: Tensor) -> Any:
+    """The ``attention_mask`` argument for an arbitrary pattern ``allowed`` [B, Tq, Tk] that keeps the model's sliding
+    windows (by position id): a custom 4D mask reaches every layer unchanged, so sliding-window layers need their own
+    (a mapping layer type -> mask, which Gemma 2/3 and Qwen2 accept), or the narrowed mask when all layers slide."""
+    anat = anatomy(model)
+    window = getattr(anat.config, "sliding_window", None)
+    layer_types = set(getattr(anat.config, "layer_types", None) or [])
+    if not window or (layer_types and "sliding_attention" not in layer_types):
+        return model_attention_mask(allowed, model)
+    narrowed = allowed & (query_positions[:, :, None] - key_positions[:, None, :] < window)
+    if not layer_types:  # Mistral-style: every layer slides
+        return model_attention_mask(narrowed, model)
+    masks = {layer_type: model_attention_mask(allowed, model) for layer_type in layer_types}
+    masks["sliding_attention"] = model_attention_mask(narrowed, model)
+    return masks
 
 
 class RegisterDrafter:
@@ -324,10 +342,15 @@ class RegisterDrafter:
         positions = torch.cat([past_length + step, past_length + anchor_of_slot + offset_of_slot - 1])
         embeddings = self.anat.embed(input_ids.reshape(1, n))
         registers = self.register.to(embeddings.dtype).expand(1, slots, -1)
+        if bidirectional:  # as greedy decoding's prefill and training: one mask for every layer
+            mask = model_attention_mask(allowed[None], self.anat.model)
+        else:
+            keys = torch.cat([torch.arange(past_length, device=device), positions])
+            mask = custom_attention(self.anat.model, allowed[None], positions[None], keys[None])
         logits = self.model(
             inputs_embeds=torch.cat([embeddings, registers], dim=1),
             position_ids=positions[None],
-            attention_mask=model_attention_mask(allowed[None], self.anat.model),
+            attention_mask=mask,
             **{self.cache_keyword: cache},
             use_cache=True,
         ).logits[0]
@@ -373,6 +396,5 @@ def heads_config(directory: Path, method: str) -> tuple[Path, dict[str, Any]]:
 def load_heads_state(extra: nn.Module, directory: Path) -> nn.Module:
     from safetensors.torch import load_file
 
-    state = load_file(str(Path(directory) / HEADS_WEIGHTS))
-    extra.load_state_dict(state, strict=True)
+    extra.load_state_dict(load_file(str(Path(directory) / HEADS_WEIGHTS)), strict=True)
     return extra
