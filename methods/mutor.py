@@ -38,7 +38,6 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from mtp_bench.models.anatomy import RegisterDrafter
 from mtp_bench.api import (
     IGNORE_INDEX,
     LossOutput,
@@ -51,7 +50,9 @@ from mtp_bench.api import (
     cross_entropy_sum,
     model_attention_mask,
     shifted_targets,
+    sliding_window,
 )
+from mtp_bench.models.anatomy import RegisterDrafter
 
 MASK_IMPLEMENTATIONS = ("eager", "sdpa")  # attention kernels that read an arbitrary 4D mask
 
@@ -179,16 +180,6 @@ def attention_with_registers(real_allowed: Tensor, layout: RegisterLayout) -> Te
     allowed[:, length:, :length] = real_allowed.gather(1, rows) & layout.valid[:, :, None]
     allowed[:, length:, length:] = torch.eye(slots, dtype=torch.bool, device=real_allowed.device)
     return allowed
-
-
-def sliding_window(model: nn.Module) -> int | None:
-    """The window of the model's sliding-window attention layers, or None when every layer attends globally."""
-    config = model.config
-    window = getattr(config, "sliding_window", None)
-    layer_types = getattr(config, "layer_types", None)
-    if window is None or (layer_types is not None and "sliding_attention" not in layer_types):
-        return None
-    return int(window)
 
 
 def kernel_attention_masks(

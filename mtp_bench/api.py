@@ -208,9 +208,35 @@ def model_attention_mask(allowed: Tensor, model: nn.Module) -> Tensor:
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)
 
 
+def sliding_window(model: nn.Module) -> int | None:
+    """The window of the model's sliding-window attention layers, or None when every layer attends globally."""
+    config = getattr(model, "config", None)
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if window is None or (layer_types is not None and "sliding_attention" not in layer_types):
+        return None
+    return int(window)
+
+
+def model_attention_masks(allowed: Tensor, model: nn.Module) -> Tensor | dict[str, Tensor]:
+    """:func:`model_attention_mask`, keeping sliding-window layers' window. Hugging Face uses a custom 4D mask as-is
+    in every layer, so for Gemma 2/3, Mistral or windowed Qwen2 the window (query i sees key j only if
+    i - j < window, on the square [B, T, T] mask of real tokens) is applied here; models with both layer kinds get
+    one mask per kind, keyed as their forward reads them."""
+    full = model_attention_mask(allowed, model)
+    window = sliding_window(model)
+    if window is None:
+        return full
+    index = torch.arange(allowed.size(-1), device=allowed.device)
+    sliding = model_attention_mask(allowed & ((index[:, None] - index[None, :]) < window), model)
+    if getattr(model.config, "layer_types", None) is None:
+        return sliding  # every layer slides
+    return {"full_attention": full, "sliding_attention": sliding}
+
+
 def plain_forward_inputs(
     input_ids: Tensor, attention_mask: Tensor, model: nn.Module, prompt_lengths: Tensor | None = None
-) -> dict[str, Tensor]:
+) -> dict[str, Tensor | dict[str, Tensor]]:
     """Forward arguments for an unmodified right-padded sequence. Causal attention passes the 2D padding mask (so
     every attention kernel can be used); a bidirectional prompt (``prompt_lengths`` given) needs a 4D mask."""
     if prompt_lengths is None:
@@ -218,7 +244,7 @@ def plain_forward_inputs(
     position_ids = torch.arange(input_ids.size(1), device=input_ids.device).expand_as(input_ids)
     return {
         "input_ids": input_ids,
-        "attention_mask": model_attention_mask(allowed_attention(attention_mask, prompt_lengths), model),
+        "attention_mask": model_attention_masks(allowed_attention(attention_mask, prompt_lengths), model),
         "position_ids": position_ids,
     }
 

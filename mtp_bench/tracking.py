@@ -8,6 +8,7 @@ side by side.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -35,6 +36,7 @@ TAG_GIT = "mlflow.source.git.commit"
 TAG_PARENT = "mlflow.parentRunId"
 TAG_ERROR = "mtp_bench.error"
 
+_SOURCE = Path(__file__).resolve().parent
 _ILLEGAL = re.compile(r"[^A-Za-z0-9_\-. /]")
 _MAX_PARAM_VALUE = 6000
 _MAX_BATCH = 900  # MLflow caps a log_batch at 1000 metrics
@@ -61,7 +63,7 @@ def flatten(config: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _retrying(action: Callable[[], T], what: str, attempts: int = 8) -> T:
+def _retrying(action: Callable[[], T], what: str, attempts: int = 12) -> T:
     """SQLite allows one writer at a time: parallel trials see "database is locked". Retry with jittered backoff
     rather than lose a metric."""
     for attempt in range(attempts):
@@ -75,6 +77,18 @@ def _retrying(action: Callable[[], T], what: str, attempts: int = 8) -> T:
             log.debug("MLflow %s: database busy, retrying in %.2fs", what, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _write_ahead_log(path: Path) -> None:
+    """Put a SQLite store in write-ahead-log mode (persistent, once per file): readers no longer block the writer,
+    so parallel trials wait far less on "database is locked". Best effort: the retries above still apply."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=1.0)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        log.debug("could not switch %s to WAL mode: %s", path, exc)
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
@@ -104,6 +118,8 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=uri)
         self.experiment_name = experiment
         self.experiment_id = _retrying(lambda: self._experiment_id(experiment), "experiment")
+        if uri.startswith("sqlite:///"):
+            _write_ahead_log(Path(uri[len("sqlite:///") :]))
 
     def _experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -122,7 +138,9 @@ class Tracker:
         tags = dict(tags)
         if parent_id:
             tags[TAG_PARENT] = parent_id
-        commit = git_commit()
+        # The code that ran is this checkout's, wherever the run started; an installed wheel has no repository,
+        # and then the working directory's (the user's project) is the best record.
+        commit = git_commit(_SOURCE) or git_commit()
         if commit:
             tags.setdefault(TAG_GIT, commit)
         run = _retrying(lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=name), "create_run")

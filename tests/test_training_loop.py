@@ -127,3 +127,32 @@ def test_bidirectional_prompt_changes_prompt_states_only_where_allowed() -> None
     )).logits
     torch.testing.assert_close(changed_tail[0, :-1], both[0, :-1])  # the last answer token is seen by no one before it
     assert (t["targets"][0, :3] == IGNORE_INDEX).all()
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_custom_masks_keep_sliding_windows(attn: str) -> None:
+    """A 4D mask is used as-is by every layer in Hugging Face: our masks must re-apply a sliding window. With a
+    one-token prompt the bidirectional mask is plain causal, so the logits must equal the model's own masking."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, MistralConfig, MistralForCausalLM
+
+    from mtp_bench.api import plain_forward_inputs
+    from mtp_bench.evaluation.generate import prefill_inputs
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=61, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=8, sliding_window=3, pad_token_id=2)
+    gemma = Gemma2Config(**common, attn_logit_softcapping=None)  # sdpa has no soft-capping
+    for model in (MistralForCausalLM(MistralConfig(**common)), Gemma2ForCausalLM(gemma)):
+        model.config._attn_implementation = attn
+        model.eval()
+        batch = make_batch(random_pairs(4, [(1, 8), (1, 5)]), bidirectional_prompt=True)
+        reference = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        ours = model(**plain_forward_inputs(batch.input_ids, batch.attention_mask, model,
+                                            batch.prompt_lengths)).logits
+        real = batch.attention_mask.bool()
+        torch.testing.assert_close(ours[real], reference[real], rtol=1e-5, atol=1e-5)
+        # the generation prefill (left-padded, bidirectional) of a one-token prompt is causal too
+        ids = torch.tensor([[2, 2, 7, 9, 11, 13, 17, 19], [5, 6, 7, 8, 9, 10, 11, 12]])
+        mask = torch.tensor([[0, 0, 1, 1, 1, 1, 1, 1], [1] * 8])
+        windowed = model(**prefill_inputs(ids[1:], mask[1:], model, bidirectional_prompt=False)).logits
+        torch.testing.assert_close(windowed, model(input_ids=ids[1:]).logits, rtol=1e-5, atol=1e-5)

@@ -7,15 +7,14 @@ matching how every method was trained); decoding after it is causal.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import inspect
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 from transformers import DynamicCache
 
-from mtp_bench.api import model_attention_mask
+from mtp_bench.api import model_attention_masks
 
 
 def cache_argument(model: nn.Module) -> str:
@@ -49,7 +48,7 @@ def prefill_inputs(ids: Tensor, mask: Tensor, model: nn.Module, bidirectional_pr
     real = mask.bool()
     eye = torch.eye(ids.size(1), dtype=torch.bool, device=ids.device)[None]
     allowed = (real[:, :, None] & real[:, None, :]) | eye  # the whole prompt block, both ways
-    return {"input_ids": ids, "attention_mask": model_attention_mask(allowed, model), "position_ids": positions}
+    return {"input_ids": ids, "attention_mask": model_attention_masks(allowed, model), "position_ids": positions}
 
 
 @torch.inference_mode()
