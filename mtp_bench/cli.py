@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *rest]
     from mtp_bench.data.tasks import DataError
     from mtp_bench.registry import PluginError
+    from mtp_bench.scheduler.common import SchedulingError
     from mtp_bench.suite.load import SuiteError
 
     try:
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     except SuiteError as exc:
         where = f"{args.suite}: " if getattr(args, "suite", None) else ""
         return _fail([f"{where}{problem}" for problem in exc.problems])
-    except (PluginError, DataError) as exc:
+    except (PluginError, DataError, SchedulingError) as exc:
         return _fail([str(exc)])
     except KeyboardInterrupt:
         print("mtp-bench: interrupted; finished trials are recorded, `--resume` continues the rest", file=sys.stderr)

@@ -9,7 +9,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-from mtp_bench.scheduler.common import FAILED, FINISHED, SKIPPED, TrialReport
+from mtp_bench.scheduler.common import FAILED, FINISHED, SKIPPED, SchedulingError, TrialReport
 from mtp_bench.suite.models import SuiteConfig, TrialConfig
 
 __all__ = ["FAILED", "FINISHED", "SKIPPED", "SuiteRun", "TrialReport", "run_suite"]
@@ -60,6 +60,9 @@ def run_suite(
             from mtp_bench.scheduler.inprocess import run_in_process
 
             reports = run_in_process(trials, parent_id=parent_id, resume=resume)
+    except SchedulingError as exc:  # nothing ran: the invocation failed for the reason the user is shown
+        tracker.fail(parent_id, str(exc))
+        raise
     except BaseException:
         tracker.finish(parent_id, "KILLED")
         raise

@@ -68,6 +68,11 @@ class GridView:
         self._live: Any = None
 
     # ------------------------------------------------------------------------------------------ updates ----
+    def placed(self, trial_id: str) -> None:
+        """The scheduler gave the trial its resources; it is starting (no line: :meth:`start` follows)."""
+        row = self.rows[trial_id]
+        row.status, row.started = RUNNING, time.monotonic()
+
     def start(self, trial_id: str, node: str | None = None, attempt: int = 1) -> None:
         row = self.rows[trial_id]
         row.status, row.attempt, row.started, row.error = RUNNING, attempt, time.monotonic(), None

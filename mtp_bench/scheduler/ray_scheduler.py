@@ -15,11 +15,11 @@ process dies without reporting (killed for memory, node lost) is marked FAILED i
 from __future__ import annotations
 
 import contextlib
-import math
+import gc
+import logging
 import os
 import shutil
 import time
-from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,23 +29,31 @@ from mtp_bench.scheduler.common import (
     FINISHED,
     SchedulingError,
     TrialReport,
+    check_resources,
+    check_tracking,
+    concurrency_cap,
     execute_trial,
     finished_run,
     new_report,
+    resource_demand,
     skipped_report,
     torch_threads,
 )
 from mtp_bench.scheduler.live import GridView, Mailbox, Sender
 from mtp_bench.suite.models import TrialConfig
 
-_LOCAL_STORES = {"", "file", "sqlite"}  # URI schemes only processes on this machine can write to
 _TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV/JSON/TensorBoard copies of our metrics
              "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",  # errors are in MLflow and in the summary table
-             "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "3600"}
+             "RAY_AIR_NEW_OUTPUT": "0", "RAY_CHDIR_TO_TRIAL_DIR": "0"}  # verbose=0 is silent only in the old engine
+_QUIET_LOGGERS = ("ray.tune", "ray.train", "ray.air")  # their messages repeat what the summary table says
+
+
+DRIVER_MEMORY = 512 * 1024**2  # bytes a multi-worker trial's driver (Tune actor + Ray Train controller) reserves
 
 
 class RetryTrial(RuntimeError):
-    """Raised in a Tune trial after its failure is recorded, so that Tune's FailureConfig starts it again."""
+    """Raised in a Tune trial after its failure is recorded: Tune discards the process and, while the grid's
+    ``resources.max_retries`` allow, starts the trial again (it reopens its run and resumes its checkpoint)."""
 
 
 # ------------------------------------------------------------------------------------------------ the driver ----
@@ -63,15 +71,14 @@ def run_with_ray(
         nodes = alive_nodes()
         check_tracking(trials, nodes)
         check_resources(trials, nodes)
-        reports: dict[str, TrialReport] = {}
-        if resume:  # finished trials are skipped here, without starting a worker for them
-            reports = _already_finished(trials)
+        trackers = _open_stores(trials)  # here, once: parallel trials must not race to create tables
+        reports = _already_finished(trials, trackers) if resume else {}  # skipped without starting a worker
         view = GridView([(t.trial_id, t.label) for t in trials], console)
         for report in reports.values():
             view.finish(report)
         pending = [t for t in trials if t.trial_id not in reports]
         if pending:
-            with view, _env(_TUNE_ENV):
+            with view, _env(_TUNE_ENV), _quiet(_QUIET_LOGGERS):
                 reports.update(_run_tune(pending, nodes, parent_id=parent_id, resume=resume, view=view))
         return [reports[t.trial_id] for t in trials]
     finally:
@@ -90,9 +97,9 @@ def connect(address: str | None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:
         if address:
-            ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         else:
-            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                      object_store_memory=512 * 1024**2)  # trials exchange configs and messages, not tensors
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
@@ -108,92 +115,29 @@ def alive_nodes() -> list[dict[str, Any]]:
             for n in ray.nodes() if n.get("Alive")]
 
 
-# ------------------------------------------------------------------------------------------ up-front checks ----
-def check_tracking(trials: list[TrialConfig], nodes: list[dict[str, Any]]) -> None:
-    """A SQLite or file store lives on one machine's disk: on a cluster of several machines, trials elsewhere
-    could not record anything. Require a tracking server (or a database server) there."""
-    hosts = sorted({n["host"] for n in nodes})
-    if len(hosts) < 2:
-        return
-    for uri in sorted({t.tracking.uri for t in trials}):
-        scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-        if scheme in _LOCAL_STORES:
-            raise SchedulingError(
-                f"tracking.uri is {uri!r}, a store on this machine's disk, but the Ray cluster spans {len(hosts)} "
-                f"machines ({', '.join(hosts[:4])}{', ...' if len(hosts) > 4 else ''}): trials on the others could "
-                "not record their runs. Start a tracking server that every node reaches, e.g. `mlflow server "
-                "--backend-store-uri sqlite:///PATH/mlflow.db --host 0.0.0.0 --port 5000`, and set "
-                "tracking.uri=http://HOST:5000 (or MLFLOW_TRACKING_URI); a database URI (postgresql://...) works too")
+def _store_key(trial: TrialConfig) -> tuple[str, str]:
+    return trial.tracking.uri, trial.tracking.experiment or trial.suite
 
 
-def _demand(trial: TrialConfig) -> dict[str, float]:
-    res = trial.resources
-    return {k: v for k, v in {"CPU": res.cpus_per_trial, "GPU": res.gpus_per_trial}.items() if v > 0}
-
-
-def _fits(capacity: dict[str, float], demand: dict[str, float]) -> int:
-    """How many bundles of ``demand`` one node holds."""
-    return min(int(math.floor(capacity.get(k, 0.0) / v + 1e-9)) for k, v in demand.items())
-
-
-def check_resources(trials: list[TrialConfig], nodes: list[dict[str, Any]]) -> None:
-    """Fail now, naming the trial and the resource, when no node (or, for several workers, the whole cluster) could
-    ever hold what a trial asks for: Tune would otherwise wait for it forever."""
-    problems: dict[str, list[str]] = {}
-    for trial in trials:
-        res, demand = trial.resources, _demand(trial)
-        device = trial.train.device
-        if device.startswith("cuda") and res.gpus_per_trial == 0:
-            problem = (f"train.device is {device!r} but resources.gpus_per_trial is 0: Ray shows a trial only the "
-                       "GPUs it reserves; set resources.gpus_per_trial (fractions allowed)")
-        elif res.num_workers == 1 and not any(_fits(n["resources"], demand) for n in nodes):
-            problem = (f"asks for {_describe(demand)} (resources.cpus_per_trial / gpus_per_trial) but no node of the "
-                       f"Ray cluster has that: {_inventory(nodes)}")
-        elif res.num_workers > 1 and sum(_fits(n["resources"], demand) for n in nodes) < res.num_workers:
-            placeable = sum(_fits(n["resources"], demand) for n in nodes)
-            problem = (f"asks for {res.num_workers} workers with {_describe(demand)} each (resources.num_workers, "
-                       f"cpus_per_trial, gpus_per_trial) but the Ray cluster can hold {placeable}: "
-                       f"{_inventory(nodes)}")
-        else:
-            continue
-        problems.setdefault(problem, []).append(trial.label)
-    if problems:
-        lines = []
-        for problem, labels in problems.items():
-            more = f" (and {len(labels) - 1} more trials)" if len(labels) > 1 else ""
-            lines.append(f"trial {labels[0]!r}{more} {problem}")
-        hint = "; lower the request, or join a cluster that has it with --address / RAY_ADDRESS"
-        raise SchedulingError("; ".join(lines) + hint)
-
-
-def concurrency_cap(trials: list[TrialConfig], nodes: list[dict[str, Any]]) -> int | None:
-    """``resources.max_concurrent_trials``, and for multi-worker trials the number whose workers fit at once: their
-    Tune trial is only a driver that reserves nothing, so Tune alone would start them all and leave most waiting."""
-    caps = [t.resources.max_concurrent_trials for t in trials if t.resources.max_concurrent_trials]
-    for trial in trials:
-        if trial.resources.num_workers > 1:
-            placeable = sum(_fits(n["resources"], _demand(trial)) for n in nodes)
-            caps.append(max(1, placeable // trial.resources.num_workers))
-    return min(caps) if caps else None
-
-
-def _describe(demand: dict[str, float]) -> str:
-    return " + ".join(f"{v:g} {k}" for k, v in demand.items())
-
-
-def _inventory(nodes: list[dict[str, Any]]) -> str:
-    counts = Counter(f"{n['resources'].get('CPU', 0):g} CPU, {n['resources'].get('GPU', 0):g} GPU" for n in nodes)
-    return "; ".join(f"{count} node(s) with {what}" for what, count in counts.items())
-
-
-def _already_finished(trials: list[TrialConfig]) -> dict[str, TrialReport]:
+def _open_stores(trials: list[TrialConfig]) -> dict[tuple[str, str], Any]:
+    """A tracker per store and experiment, which also creates a fresh store's tables and the experiment."""
     from mtp_bench.tracking import Tracker
 
-    reports: dict[str, TrialReport] = {}
     trackers: dict[tuple[str, str], Any] = {}
     for trial in trials:
-        key = (trial.tracking.uri, trial.tracking.experiment or trial.suite)
-        tracker = trackers.setdefault(key, Tracker(*key))
+        key = _store_key(trial)
+        if key not in trackers:
+            try:
+                trackers[key] = Tracker(*key)
+            except Exception as exc:
+                raise SchedulingError(f"cannot open the tracking store {key[0]}: {exc}") from None
+    return trackers
+
+
+def _already_finished(trials: list[TrialConfig], trackers: dict[tuple[str, str], Any]) -> dict[str, TrialReport]:
+    reports: dict[str, TrialReport] = {}
+    for trial in trials:
+        tracker = trackers[_store_key(trial)]
         run = finished_run(tracker, trial)
         if run is not None:
             reports[trial.trial_id] = skipped_report(trial, run, tracker)
@@ -212,6 +156,26 @@ def _env(values: dict[str, str]):
                 os.environ.pop(key, None)
 
 
+@contextlib.contextmanager
+def _quiet(names: tuple[str, ...]):
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def enter_driver_directory(cwd: str) -> None:
+    """Relative paths in a suite mean what they meant where ``mtp-bench run`` started (Tune and Train move workers
+    elsewhere); on other machines the folder may not exist, and suites there need absolute paths anyway."""
+    if Path(cwd).is_dir():
+        os.chdir(cwd)
+
+
 # --------------------------------------------------------------------------------------------------- Tune ----
 def _run_tune(trials: list[TrialConfig], nodes: list[dict[str, Any]], *, parent_id: str | None, resume: bool,
               view: GridView) -> dict[str, TrialReport]:
@@ -221,9 +185,11 @@ def _run_tune(trials: list[TrialConfig], nodes: list[dict[str, Any]], *, parent_
     mailbox = ray.remote(num_cpus=0)(Mailbox).remote()
     dumps = [t.model_dump(mode="json") for t in trials]
     ids = [t.trial_id for t in trials]
-    trainable = tune.with_parameters(tune_trial, dumps=dumps, parent_id=parent_id, resume=resume, mailbox=mailbox)
+    trainable = tune.with_parameters(tune_trial, dumps=dumps, ids=ids, parent_id=parent_id, resume=resume,
+                                     mailbox=mailbox, cwd=os.getcwd())
     trainable = tune.with_resources(trainable, lambda config: _placement(trials[config["index"]]))
-    scratch = Path(trials[0].tracking.workdir) / trials[0].suite / "_tune"
+    scratch = Path(trials[0].tracking.workdir) / trials[0].suite / "_tune"  # Tune's folder, ours to remove
+    name = f"grid-{(parent_id or 'local')[:12]}-{int(time.time())}"
     bridge = _bridge_class()(trials, mailbox, view)
     tuner = tune.Tuner(
         trainable,
@@ -232,44 +198,57 @@ def _run_tune(trials: list[TrialConfig], nodes: list[dict[str, Any]], *, parent_
             max_concurrent_trials=concurrency_cap(trials, nodes),
             trial_name_creator=lambda t: ids[t.config["index"]],
             trial_dirname_creator=lambda t: ids[t.config["index"]],
-            reuse_actors=False,  # a fresh process per trial: nothing (CUDA state, threads) leaks between trials
+            # A finished trial's process runs the next one (no new imports: measured ~10 s a trial on 2 busy
+            # cores); a failed trial's process is never reused (tune_trial raises), so its state cannot leak.
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=f"grid-{(parent_id or 'local')[:12]}-{int(time.time())}",
+            name=name,
             storage_path=str(scratch),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=max(t.resources.max_retries for t in trials)),
-            callbacks=[bridge],
+            callbacks=[bridge, _silent_progress()],
         ),
     )
     try:
         tuner.fit()
         bridge.drain()
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch / name, ignore_errors=True)  # only this grid's: another may be running beside it
+        with contextlib.suppress(OSError):
+            scratch.rmdir()
     return bridge.finalize()
 
 
 def _placement(trial: TrialConfig) -> Any:
-    """One bundle with the trial's resources; a multi-worker trial's Tune actor only drives Ray Train, whose
-    workers reserve their own, so it reserves (almost) nothing."""
+    """One bundle with the trial's resources. A multi-worker trial's Tune actor only drives Ray Train, whose
+    workers reserve their own: it takes some memory and no CPU (even a sliver of one would leave a 2-CPU machine
+    unable to place two 1-CPU workers, and Tune needs a non-empty bundle)."""
     from ray.tune import PlacementGroupFactory
 
     if trial.resources.num_workers > 1:
-        return PlacementGroupFactory([{"CPU": 0.001}])
-    return PlacementGroupFactory([_demand(trial)])
+        return PlacementGroupFactory([{"memory": DRIVER_MEMORY}])
+    return PlacementGroupFactory([resource_demand(trial)])
 
 
 # ------------------------------------------------------------------------------------------- in the worker ----
-def tune_trial(config: dict[str, Any], *, dumps: list[dict[str, Any]], parent_id: str | None, resume: bool,
-               mailbox: Any) -> None:
+def tune_trial(config: dict[str, Any], *, dumps: list[dict[str, Any]], ids: list[str], parent_id: str | None,
+               resume: bool, mailbox: Any, cwd: str) -> None:
     """One Tune trial: train and evaluate a grid cell, recording it in its MLflow run, and post the report."""
     import ray
     import torch
 
+    enter_driver_directory(cwd)
     trial = TrialConfig.model_validate(dumps[config["index"]])
     node = ray.get_runtime_context().get_node_id()
-    sender = Sender(mailbox, trial.trial_id, node)
+    sender = Sender(mailbox, ids[config["index"]], node)
+    if trial.trial_id != sender.trial_id:  # same config, another hash: this node runs another mtp-bench version
+        report = new_report(trial, FAILED, node)
+        report.trial_id = sender.trial_id
+        report.error = (f"this worker computes trial id {trial.trial_id} for the driver's {sender.trial_id}: install "
+                        "the same mtp-bench version on every node (and restart Ray after changing it)")
+        sender.done(asdict(report))
+        return
     run = None
     if trial.resources.num_workers > 1:
         from mtp_bench.scheduler.ray_train import run_distributed
@@ -280,7 +259,10 @@ def tune_trial(config: dict[str, Any], *, dumps: list[dict[str, Any]], parent_id
     report = execute_trial(trial, parent_id=parent_id, resume=resume, progress=False, node=node, run=run,
                            on_metrics=sender.metrics, on_open=sender.opened)
     sender.done(asdict(report))
-    if report.status == FAILED and report.attempt <= trial.resources.max_retries:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the process may run the next trial
+    if report.status == FAILED:  # Tune retires this process, and retries the trial while retries are left
         raise RetryTrial(report.error)
 
 
@@ -306,7 +288,7 @@ def _bridge_class() -> type:
             return self.trials[trial.config["index"]].trial_id
 
         def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self.view.start(self._id(trial))
+            self.view.placed(self._id(trial))
 
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
             if time.monotonic() - self._drained > 0.5:
@@ -342,6 +324,8 @@ def _bridge_class() -> type:
             self._drained = time.monotonic()
             for item in ray.get(self.mailbox.take.remote()):
                 kind, trial_id = item[0], item[1]
+                if trial_id not in self.by_id:
+                    continue
                 if kind == "open":
                     self.opened[trial_id] = (item[2], item[3], item[4])
                     self.view.start(trial_id, item[2], item[4])
@@ -365,6 +349,21 @@ def _bridge_class() -> type:
             return self.reports
 
     return TuneBridge
+
+
+def _silent_progress() -> Any:
+    """Tune prints a line per finished trial unless a progress callback of its own kind is present: give it one
+    that prints nothing (the live view is ours)."""
+    from ray.tune.progress_reporter import TrialProgressCallback
+
+    class Silent(TrialProgressCallback):
+        def log_result(self, trial: Any, result: dict, error: bool = False) -> None:
+            pass
+
+        def _print(self, msg: str) -> None:
+            pass
+
+    return Silent()
 
 
 def _tune_error(trial: Any) -> str:

@@ -1,14 +1,19 @@
 """A trial larger than one device: data-parallel training through Ray Train's ``TorchTrainer``.
 
 Every worker runs the same :func:`mtp_bench.trial.run_trial` (the one shared loop) with a :class:`Distributed` that
-sums over the process group and a ``wrap`` that puts the :class:`TrainModule` in DDP (or FSDP2's ``fully_shard``).
+sums over the process group and a ``wrap`` that puts the :class:`TrainModule` in DDP.
 The step sampler gives each rank its slice of the same ``batch_size x grad_accum x world_size`` examples, so the
 effective batch of a suite does not change with the number of workers. Rank 0 alone holds the MLflow run: it logs,
 evaluates, checkpoints and exports; the other ranks wait for it at their next collective.
+
+FSDP is not offered yet: FSDP2's ``fully_shard`` trains through this loop on gloo (a probe matched the
+single-process losses exactly), but rank-0-only evaluation, checkpoints and export would wait forever for the
+all-gathers of sharded weights; that needs every rank to enter those steps (see the scheduler README section).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from functools import partial
@@ -44,7 +49,7 @@ def run_distributed(
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={"trial": trial.model_dump(mode="json"), "workdir": str(workdir), "run_id": run_id,
-                           "on_metrics": on_metrics},
+                           "on_metrics": on_metrics, "cwd": os.getcwd()},
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=COLLECTIVE_TIMEOUT_S),
         scaling_config=ray.train.ScalingConfig(num_workers=res.num_workers, use_gpu=use_gpu,
                                                resources_per_worker=per_worker),
@@ -65,10 +70,12 @@ def train_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     from mtp_bench.scheduler.common import torch_threads
+    from mtp_bench.scheduler.ray_scheduler import enter_driver_directory
     from mtp_bench.tracking import Tracker
     from mtp_bench.train.loop import Distributed
     from mtp_bench.trial import run_trial
 
+    enter_driver_directory(config["cwd"])
     trial = TrialConfig.model_validate(config["trial"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -111,21 +118,9 @@ def check_checkpoint_visible(workdir: Path, rank: int, world: int, reduce: Calla
 
 def wrap_module(module: nn.Module, *, strategy: str, device: torch.device) -> nn.Module:
     """The data-parallel wrapper the loop runs forward and backward through; ``module`` stays the unwrapped one for
-    evaluation, checkpoints and export."""
-    if strategy == "fsdp":
-        return shard_module(module, device)
+    evaluation, checkpoints and export on rank 0. (FSDP is refused before a grid starts: see ``check_resources``.)"""
+    if strategy != "ddp":
+        raise ValueError(f"resources.strategy={strategy!r} is not supported by Ray Train trials yet")
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
-
-
-def shard_module(module: nn.Module, device: torch.device) -> nn.Module:
-    """FSDP2: shard every decoder layer, then the rest (embeddings, head, method modules) as the root unit."""
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
-
-    mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
-    layers = getattr(getattr(getattr(module, "model", None), "model", None), "layers", None)
-    for layer in layers or []:
-        fully_shard(layer, mesh=mesh)
-    return fully_shard(module, mesh=mesh)

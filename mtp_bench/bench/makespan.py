@@ -1,0 +1,119 @@
+"""Makespan benchmark: N equal tiny trials on K CPU workers through the Ray scheduler, against the ideal
+``sum(trial durations) / K`` of a scheduler with no overhead and perfect packing.
+
+The ratio (1.0 is ideal) measures what scheduling costs: a fresh worker process per trial (imports, model build),
+Tune's bookkeeping, waiting between waves, and the driver's tracking calls. A trial's duration is its own wall time
+in its worker (opening its MLflow run to finishing it), so the ratio is measured in one run on one machine.
+
+    python -m mtp_bench.bench.makespan --trials 8 --workers 2 --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = Path("results/makespan.md")
+
+
+def build_trials(n: int, steps: int, workdir: Path) -> list[Any]:
+    """N trials that differ only in their seed: NTP on a micro Llama learning addition, with a short evaluation."""
+    from mtp_bench.suite import expand_grid
+    from mtp_bench.suite.load import validate_suite
+
+    suite = validate_suite({
+        "name": "makespan",
+        "model": {"preset": "micro-llama"},
+        "data": {"task": "addition", "params": {"digits": 3, "train_size": 4000, "test_size": 200},
+                 "eval_limit": 32},
+        "methods": [{"name": "ntp"}],
+        "train": {"max_steps": steps, "lr": 1e-3, "batch_size": 16, "max_length": 32, "log_every": 10,
+                  "progress": False, "checkpoint": False, "torch_threads": 1},
+        "evaluation": {"scorers": [{"name": "exact_match"}], "max_new_tokens": 6, "batch_size": 32},
+        "grid": {"seeds": list(range(n))},
+        "tracking": {"uri": f"sqlite:///{workdir / 'mlflow.db'}", "workdir": str(workdir / "trials"),
+                     "log_artifacts": False},
+        "resources": {"cpus_per_trial": 1},
+    })
+    suite.tracking.uri = f"sqlite:///{workdir / 'mlflow.db'}"  # a throwaway store, whatever MLFLOW_TRACKING_URI says
+    return expand_grid(suite)
+
+
+def measure(n: int, workers: int, steps: int) -> dict[str, Any]:
+    import ray
+
+    from mtp_bench.scheduler.ray_scheduler import run_with_ray
+
+    with tempfile.TemporaryDirectory(prefix="mtp-bench-makespan-") as tmp:
+        trials = build_trials(n, steps, Path(tmp))
+        started = time.perf_counter()
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR")
+        ray_start = time.perf_counter() - started
+        try:
+            started = time.perf_counter()
+            reports = run_with_ray(trials, parent_id=None, resume=False)
+            makespan = time.perf_counter() - started
+        finally:
+            ray.shutdown()
+    failed = [r for r in reports if r.status != "FINISHED"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} benchmark trials failed, e.g. {failed[0].label}: {failed[0].error}")
+    durations = [r.seconds for r in reports]
+    ideal = sum(durations) / workers
+    return {
+        "trials": n, "workers": workers, "steps": steps, "ray_start_s": ray_start, "makespan_s": makespan,
+        "sum_s": sum(durations), "median_trial_s": statistics.median(durations), "ideal_s": ideal,
+        "ratio": makespan / ideal, "waves": math.ceil(n / workers),
+        "overhead_per_trial_s": (makespan * workers - sum(durations)) / n,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    r = result
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return "\n".join([
+        "# Makespan of a grid on Ray",
+        "",
+        f"{r['trials']} equal trials (NTP, micro Llama, addition, {r['steps']} steps + evaluation, 1 CPU and 1 torch "
+        f"thread each) on a local Ray with {r['workers']} CPUs ({r['waves']} waves). Ideal = sum of the trials' "
+        "own wall times / workers; ratio = measured makespan / ideal (1.0 = no scheduling cost).",
+        "",
+        "| trials | workers | makespan (s) | sum of trial times (s) | ideal (s) | ratio | overhead per trial (s) "
+        "| median trial (s) | Ray start (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {r['trials']} | {r['workers']} | {r['makespan_s']:.1f} | {r['sum_s']:.1f} | {r['ideal_s']:.1f} | "
+        f"**{r['ratio']:.2f}** | {r['overhead_per_trial_s']:.1f} | {r['median_trial_s']:.1f} | {r['ray_start_s']:.1f} |",
+        "",
+        f"Machine: {os.cpu_count()} cores, load average {load} at the end, {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}. Overhead per trial = (makespan x workers - sum) / trials: "
+        "worker start-up, imports and model build outside the trial's own timer, plus idle time between waves.",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="makespan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=8, help="equal trials in the grid (default 8)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="CPUs of the local Ray (default: all)")
+    parser.add_argument("--steps", type=int, default=200, help="optimiser steps per trial (default 200)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"markdown report (default {DEFAULT_OUT})")
+    args = parser.parse_args(argv)
+    result = measure(args.trials, args.workers, args.steps)
+    text = report(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(text)
+    print(f"makespan / ideal = {result['ratio']:.2f}  (written to {args.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
