@@ -266,3 +266,25 @@ def test_tasks_are_installed_and_follow_the_protocol(name: str) -> None:
     assert isinstance(task, Task) and task.name == name
     splits = build_splits(task, validation_size=4)
     assert (len(splits.train), len(splits.validation), len(splits.test)) == (16, 4, 5)
+
+
+@pytest.mark.parametrize("name", ["star_graph", "addition", "word_problems"])
+def test_gold_answers_survive_the_tokenizer_round_trip(name: str) -> None:
+    """A model that emits exactly the gold tokens is scored correct: the preset tokenizer trained on the task's text
+    decodes every answer back to what the scorers compare (whitespace-normalised text; the number after ####)."""
+    from mtp_bench.data.pipeline import tokenize
+    from mtp_bench.models.tokenizer import trained_tokenizer
+
+    cls = registry.load_task(name)
+    task = cls(cls.Params(train_size=300, test_size=50))
+    splits = build_splits(task)
+    tokenizer = trained_tokenizer(task.tokenizer_kind, [e.prompt + e.answer for e in splits.train], 512)
+    tokenized = tokenize(splits.test, tokenizer, max_length=512)
+    assert tokenized.dropped == 0
+    for example, item in zip(splits.test, tokenized.items):
+        assert item.answer_ids[-1] == tokenizer.eos_token_id
+        decoded = tokenizer.decode(item.answer_ids, skip_special_tokens=True)
+        if name == "word_problems":
+            assert strict_answer(decoded) == normalize_number(example.record["gold"])
+        else:
+            assert " ".join(decoded.split()) == " ".join(example.answer.split())

@@ -67,7 +67,8 @@ class StarGraphParams(BaseModel):
 
     num_nodes: int = Field(default=50, ge=3, le=100_000)
     """Node ids are drawn without replacement from ``0 .. num_nodes - 1``; a graph uses
-    ``1 + degree * (path_length - 1)`` of them."""
+    ``1 + degree * (path_length - 1)`` of them. A preset's word tokenizer learns its vocabulary from the training
+    graphs, so keep ``train_size`` large enough that every id occurs there (it does by far at the defaults)."""
 
     train_size: int = Field(default=200_000, ge=1)
     """Training graphs (Bachmann & Nagarajan used 200,000). Training on fresh graphs every step means
