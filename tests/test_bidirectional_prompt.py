@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ARCHS, ATTNS, REPO, make_batch, make_model, random_pairs
-from mtp_bench.methods.mutor import MuToR, MuToRParams
-from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
 
+from conftest import ARCHS, ATTNS, REPO, make_batch, make_model, random_pairs
 from mtp_bench import registry
 from mtp_bench.api import MethodContext, allowed_attention, model_attention_mask, plain_forward_inputs
 from mtp_bench.evaluation.generate import greedy_generate
+from mtp_bench.methods.mutor import MuToR, MuToRParams
+from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
 
 PAIRS = [(5, 4), (3, 6), (6, 2)]  # (prompt, answer) lengths, unequal: a padded batch
 

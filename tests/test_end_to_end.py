@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -44,7 +45,7 @@ def test_run_records_parent_child_runs_metrics_and_artifacts(tmp_path, gsm8k_dir
     artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
     assert "trial.yaml" in artifacts and "predictions" in artifacts
     rows = client.download_artifacts(child.info.run_id, "predictions/last/test_gsm8k.jsonl", str(tmp_path))
-    records = [json.loads(line) for line in open(rows)]
+    records = [json.loads(line) for line in Path(rows).read_text().splitlines()]
     assert len(records) == 4 and {"completion", "gold", "correct"} <= set(records[0])
     out = capsys.readouterr().out
     assert "FINISHED" in out

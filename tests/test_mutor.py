@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
+
 from conftest import ARCHS, ATTNS, REPO, make_batch, make_model, random_pairs
+from mtp_bench.api import IGNORE_INDEX, MethodContext, allowed_attention, model_attention_mask, shifted_targets
 from mtp_bench.methods.mutor import (
     MuToR,
     MuToRParams,
@@ -17,9 +20,6 @@ from mtp_bench.methods.mutor import (
     trailing_registers,
 )
 from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
-from pydantic import ValidationError
-
-from mtp_bench.api import IGNORE_INDEX, MethodContext, allowed_attention, model_attention_mask, shifted_targets
 from mtp_bench.suite.models import TrainConfig
 from mtp_bench.train.loop import Trainer, TrainModule
 

@@ -50,11 +50,11 @@ def test_installed_wheel_finds_builtin_methods_through_entry_points(wheel: Path,
                    check=True, capture_output=True)
     probe = (
         "import mtp_bench, importlib.util; "
-        "assert mtp_bench.__file__.startswith(%r), mtp_bench.__file__; "
+        f"assert mtp_bench.__file__.startswith({str(target)!r}), mtp_bench.__file__; "
         "assert importlib.util.find_spec('methods') is None, 'top-level methods importable'; "
         "from mtp_bench import registry; cls = registry.load_method('ntp'); "
         "print(cls.__module__, registry.available(registry.METHODS)[0].distribution)"
-    ) % str(target)
+    )
     # PYTHONPATH puts the installed copy ahead of the editable install; the probe asserts that it is the one used.
     env = {**os.environ, "PYTHONPATH": str(target)}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)

@@ -11,6 +11,7 @@ from conftest import REPO, tiny_suite, write_suite
 from mtp_bench import cli, registry
 from mtp_bench.suite import SuiteError, expand_grid, load_suite
 from mtp_bench.suite import models as suite_models
+from mtp_bench.suite import sections as suite_sections
 
 SUITES = sorted((REPO / "suites").glob("*.yaml"))
 
@@ -24,8 +25,8 @@ def test_every_shipped_suite_validates(path: Path, gsm8k_dir: Path, monkeypatch:
 
 
 def _config_models() -> list[type[BaseModel]]:
-    found = [obj for obj in vars(suite_models).values()
-             if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == suite_models.__name__]
+    found = [obj for module in (suite_models, suite_sections) for obj in vars(module).values()
+             if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == module.__name__]
     for group in (registry.METHODS, registry.SCORERS, registry.TASKS):
         for name in registry.names(group):
             try:
