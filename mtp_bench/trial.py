@@ -193,8 +193,12 @@ class TrialRunner:
         return metrics
 
     def checkpoint(self, step: int, trainer: Trainer) -> None:
-        if self.p.trial.train.checkpoint and self.dist.is_main:
-            save_checkpoint(self.workdir / "checkpoint", self.p.module, trainer.state_dict(),
+        """Every rank takes part (sharded tensors are gathered whole); rank 0 writes."""
+        if not self.p.trial.train.checkpoint:
+            return
+        trainable, state = current_trainable_state(self.p.module, keep=self.dist.is_main), trainer.state_dict()
+        if self.dist.is_main:
+            save_checkpoint(self.workdir / "checkpoint", trainable, state,
                             {"step": step, "best": self.best, "trial_id": self.p.trial.trial_id})
 
     def final_evaluation(self, step: int | None = None) -> dict[str, float]:
@@ -352,17 +356,16 @@ def run_trial(
     finally:
         if bar is not None:
             bar.close()
-    final: dict[str, float] = {}
-    if dist.is_main:
+    with dist.gathered():  # every rank: sharded weights are gathered whole for rank 0's evaluation and export
+        if not dist.is_main:
+            return TrialOutcome(trial.trial_id, {}, None)
         final = runner.final_evaluation(trainer.state.step)
         final.update({"train/seconds_total": trainer.state.train_seconds,
                       "train/tokens_seen_total": float(trainer.state.tokens_seen),
                       "train/tokens_processed_total": float(trainer.state.tokens_processed),
                       "train/flops_total": trainer.state.flops})
         runner.log(final, trainer.state.step)
-        export_dir = runner.export()
-        return TrialOutcome(trial.trial_id, final, export_dir)
-    return TrialOutcome(trial.trial_id, final, None)
+        return TrialOutcome(trial.trial_id, final, runner.export())
 
 
 def _params(trial: TrialConfig, prepared: Prepared) -> dict[str, str]:

@@ -130,4 +130,10 @@ def test_suite_option_reaches_every_trial_and_defaults_to_causal(gsm8k_dir):
     assert all(t.bidirectional_prompt for t in trials)
     causal = expand_grid(load_suite(REPO / "suites" / "mutor_tiny.yaml", [*path, "bidirectional_prompt=false"]))
     assert not any(t.bidirectional_prompt for t in causal)
-    assert not any(t.bidirectional_prompt for t in expand_grid(load_suite(REPO / "suites" / "gsm8k_tiny.yaml", path)))
+    from mtp_bench.suite.load import read_yaml, validate_suite
+
+    document = read_yaml(REPO / "suites" / "mutor_tiny.yaml")
+    del document["bidirectional_prompt"]
+    document["data"]["params"]["path"] = str(gsm8k_dir)
+    default = expand_grid(validate_suite(document))
+    assert default and not any(t.bidirectional_prompt for t in default)

@@ -42,8 +42,10 @@ def test_a_gpu_on_a_cpu_only_cluster_fails_at_once_naming_trial_and_resource(tmp
         check_resources(too_wide, [_node("a", 3), _node("b", 2)])
     check_resources(too_wide, [_node("a", 4), _node("b", 5)])  # 2 + 2 workers across two nodes: fine
     _, sharded = _grid(tmp_path, gsm8k_dir, ["resources.num_workers=2", "resources.strategy=fsdp"])
-    with pytest.raises(SchedulingError, match="strategy=fsdp, which is not supported yet"):
-        check_resources(sharded, [_node("a", 4)])
+    check_resources(sharded, [_node("a", 4)])  # FSDP is supported
+    _, fp16 = _grid(tmp_path, gsm8k_dir, ["resources.num_workers=2", "resources.strategy=fsdp", "train.precision=fp16"])
+    with pytest.raises(SchedulingError, match="strategy=fsdp with train.precision=fp16"):
+        check_resources(fp16, [_node("a", 4)])
 
 
 def test_a_multi_machine_cluster_needs_a_tracking_server(tmp_path, gsm8k_dir, store):

@@ -229,9 +229,10 @@ def check_resources(trials: list[TrialConfig], nodes: list[dict[str, Any]]) -> N
     for trial in trials:
         res, demand = trial.resources, resource_demand(trial)
         device = trial.train.device
-        if res.num_workers > 1 and res.strategy == "fsdp":
-            problem = ("asks for resources.strategy=fsdp, which is not supported yet (rank-0 evaluation and "
-                       "checkpoints of sharded weights need every rank to take part); use strategy ddp")
+        if res.num_workers > 1 and res.strategy == "fsdp" and trial.train.precision == "fp16":
+            # each rank would see inf/NaN only in its own gradient shard, and skip steps the others take
+            problem = ("asks for resources.strategy=fsdp with train.precision=fp16, whose loss scaler does not work "
+                       "on sharded gradients; use bf16 (or fp32)")
         elif device.startswith("cuda") and res.gpus_per_trial == 0:
             problem = (f"train.device is {device!r} but resources.gpus_per_trial is 0: Ray shows a trial only the "
                        "GPUs it reserves; set resources.gpus_per_trial (fractions allowed)")

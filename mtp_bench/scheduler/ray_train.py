@@ -1,14 +1,12 @@
 """A trial larger than one device: data-parallel training through Ray Train's ``TorchTrainer``.
 
 Every worker runs the same :func:`mtp_bench.trial.run_trial` (the one shared loop) with a :class:`Distributed` that
-sums over the process group and a ``wrap`` that puts the :class:`TrainModule` in DDP.
+sums over the process group and a ``wrap`` that puts the :class:`TrainModule` in DDP (``resources.strategy: ddp``)
+or shards it with FSDP2 (``fsdp``, see :mod:`mtp_bench.train.sharding`).
 The step sampler gives each rank its slice of the same ``batch_size x grad_accum x world_size`` examples, so the
 effective batch of a suite does not change with the number of workers. Rank 0 alone holds the MLflow run: it logs,
-evaluates, checkpoints and exports; the other ranks wait for it at their next collective.
-
-FSDP is not offered yet: FSDP2's ``fully_shard`` trains through this loop on gloo (a probe matched the
-single-process losses exactly), but rank-0-only evaluation, checkpoints and export would wait forever for the
-all-gathers of sharded weights; that needs every rank to enter those steps (see the scheduler README section).
+evaluates, checkpoints and exports; the other ranks wait for it at their next collective. Under FSDP every rank
+first takes part in gathering the sharded weights (``Distributed.gathered``) and in gathering checkpoint tensors.
 """
 
 from __future__ import annotations
@@ -18,12 +16,15 @@ import shutil
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from mtp_bench.suite.models import TrialConfig
+
+if TYPE_CHECKING:
+    from mtp_bench.train.loop import Distributed
 
 # Rank 0 evaluates (generation on the whole validation split) while the other ranks wait at a collective: the
 # process-group timeout must outlast the longest evaluation, not a training step (gloo's default is 30 minutes).
@@ -85,14 +86,15 @@ def train_worker(config: dict[str, Any]) -> None:
     reduce = partial(all_reduce_sum, device=device)
     check_checkpoint_visible(workdir, rank, world, reduce)
     main = rank == 0
+    dist = Distributed(world_size=world, rank=rank, all_reduce_sum=reduce)
     run_trial(
         trial,
         workdir=workdir,
         tracker=Tracker(trial.tracking.uri, trial.tracking.experiment or trial.suite) if main else None,
         run_id=config["run_id"] if main else None,
-        dist=Distributed(world_size=world, rank=rank, all_reduce_sum=reduce),
+        dist=dist,
         device=device,
-        wrap=partial(wrap_module, strategy=trial.resources.strategy, device=device),
+        wrap=partial(wrap_module, strategy=trial.resources.strategy, device=device, dist=dist),
         progress=False,
         on_metrics=config["on_metrics"] if main else None,
     )
@@ -116,11 +118,18 @@ def check_checkpoint_visible(workdir: Path, rank: int, world: int, reduce: Calla
                            "multi-node cluster tracking.workdir must be on storage every node mounts (e.g. NFS)")
 
 
-def wrap_module(module: nn.Module, *, strategy: str, device: torch.device) -> nn.Module:
-    """The data-parallel wrapper the loop runs forward and backward through; ``module`` stays the unwrapped one for
-    evaluation, checkpoints and export on rank 0. (FSDP is refused before a grid starts: see ``check_resources``.)"""
+def wrap_module(module: nn.Module, *, strategy: str, device: torch.device, dist: Distributed) -> nn.Module:
+    """The data-parallel wrapper the loop runs forward and backward through. DDP: ``module`` stays the unwrapped
+    replica for rank 0's evaluation, checkpoints and export. FSDP: ``module`` itself is sharded, and ``dist.gathered``
+    gathers it whole for them."""
+    if strategy == "fsdp":
+        from mtp_bench.train import sharding
+
+        sharded = sharding.shard(module, device, dist.world_size)
+        dist.gathered = partial(sharding.gathered, sharded, keep=dist.is_main)
+        return sharded
     if strategy != "ddp":
-        raise ValueError(f"resources.strategy={strategy!r} is not supported by Ray Train trials yet")
+        raise ValueError(f"unknown resources.strategy {strategy!r} (ddp or fsdp)")
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)

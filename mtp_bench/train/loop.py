@@ -11,6 +11,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from mtp_bench.api import LossOutput, Method, ModelBatch, TokenBatch
 from mtp_bench.suite.models import TrainConfig
 from mtp_bench.train.optim import autocast, build_optimizer, build_scheduler
+from mtp_bench.train.sharding import local_optimizer_state, scalar, whole_optimizer_state
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -52,6 +54,8 @@ class Distributed:
     rank: int = 0
     all_reduce_sum: Callable[[Tensor], Tensor] = field(default=lambda t: t)
     wrapped: nn.Module | None = None  # the DDP/FSDP wrapper around the TrainModule, when there is one
+    # Entered by every rank around what rank 0 does alone (evaluation, export): FSDP gathers the sharded weights.
+    gathered: Callable[[], AbstractContextManager] = field(default=contextlib.nullcontext)
 
     @property
     def is_main(self) -> bool:
@@ -124,12 +128,18 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- one step ----
     def _generator(self, step: int, micro: int) -> torch.Generator:
-        """Method randomness derived from (seed, step, micro-batch, rank): repeatable, and resumable mid-run."""
+        """Method randomness derived from (seed, step, micro-batch): repeatable, and resumable mid-run. The
+        micro-batch is numbered within the whole step as the step sampler deals them out (``micro x world + rank``),
+        so each example gets the same draws however the step is split across workers and accumulation."""
+        index = micro * self.dist.world_size + self.dist.rank
         generator = torch.Generator(device=self.device)
-        generator.manual_seed(hash((self.seed, step, micro, self.dist.rank)) & 0x7FFF_FFFF_FFFF_FFFF)
+        # the trailing 0 (once the rank) keeps the single-process draws of earlier versions
+        generator.manual_seed(hash((self.seed, step, index, 0)) & 0x7FFF_FFFF_FFFF_FFFF)
         return generator
 
     def _sync_context(self, last_micro: bool):
+        # DDP all-reduces once per step. FSDP has no no_sync here on purpose: it reduce-scatters every micro-batch
+        # into sharded gradients (skipping that would hold a whole model's unsharded gradients on every rank).
         no_sync = getattr(self.forward_module, "no_sync", None)
         if no_sync is None or last_micro:
             return contextlib.nullcontext()
@@ -153,7 +163,7 @@ class Trainer:
                 objective = self._objective(output, counts)
                 if not torch.isfinite(objective):
                     raise NonFiniteLossError(f"non-finite loss at step {step + 1}: {self._describe(output, counts)}")
-                scaled = objective * self.dist.world_size  # DDP averages gradients over ranks; we want their sum
+                scaled = objective * self.dist.world_size  # DDP and FSDP average gradients over ranks; we want the sum
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             for name, value in output.sums.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
@@ -184,7 +194,7 @@ class Trainer:
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         max_norm = self.cfg.clip_grad_norm if self.cfg.clip_grad_norm is not None else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.parameters, max_norm))
+        grad_norm = scalar(torch.nn.utils.clip_grad_norm_(self.parameters, max_norm))
         if self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -235,8 +245,10 @@ class Trainer:
                 window, window_start = [], time.perf_counter()
             if self.state.step in self.eval_steps or self.state.step == self.total_steps:
                 if callbacks.evaluate is not None:
-                    callbacks.log(callbacks.evaluate(self.state.step), self.state.step)
-                if callbacks.checkpoint is not None:
+                    with self.dist.gathered():
+                        evaluated = callbacks.evaluate(self.state.step)
+                    callbacks.log(evaluated, self.state.step)
+                if callbacks.checkpoint is not None:  # called on every rank: gathering sharded state is collective
                     callbacks.checkpoint(self.state.step)
                 window_start = time.perf_counter()  # evaluation time is not training throughput
 
@@ -252,15 +264,17 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoint ----
     def state_dict(self) -> dict:
+        """The loop's state with whole optimizer tensors (the same format for every strategy). Every rank calls it;
+        under FSDP only rank 0's holds the optimizer state."""
         return {
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": whole_optimizer_state(self.optimizer.state_dict(), keep=self.dist.is_main),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "loop": vars(self.state).copy(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(local_optimizer_state(self.optimizer, state["optimizer"]))
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
