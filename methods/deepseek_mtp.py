@@ -37,7 +37,6 @@ from mtp_bench.api import (
     allowed_attention,
     count_targets,
     future_targets,
-    model_attention_mask,
     plain_forward_inputs,
 )
 from mtp_bench.models.anatomy import (
@@ -153,7 +152,9 @@ class DeepSeekMTP:
             arguments = trunk.layer_arguments
             if prompt_lengths is not None:  # positions i < P - k hold prompt tokens only: they alone see both ways
                 allowed = allowed_attention(t["attention_mask"], (prompt_lengths - k).clamp(min=0))
-                arguments = {**arguments, "attention_mask": model_attention_mask(allowed, model)}
+                positions = torch.arange(allowed.size(-1), device=allowed.device).expand(allowed.size(0), -1)
+                narrowed = layer_arguments(anat, hidden, positions, allowed)  # keeps a sliding last layer's window
+                arguments = {**arguments, "attention_mask": narrowed["attention_mask"]}
             combined = module.combine(hidden, anat.embed(t[f"ids_ahead_{k}"]))
             hidden = run_layer(module.block, combined, arguments)
             outputs.append(hidden)

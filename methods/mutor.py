@@ -45,6 +45,7 @@ from mtp_bench.api import (
     ModelBatch,
     TokenBatch,
     allowed_attention,
+    as_input_embedding,
     correct_sum,
     count_targets,
     cross_entropy_sum,
@@ -213,8 +214,9 @@ def register_forward_inputs(
     embeddings, then the register vector), ``position_ids`` and the 4D mask in the form the model's kernel reads.
     ``prompt_lengths`` turns on the bidirectional prompt block."""
     bsz, length = input_ids.shape
-    embeddings = model.get_input_embeddings()(input_ids)
-    registers = register.to(embeddings.dtype).expand(bsz, layout.count, -1)
+    embedding = model.get_input_embeddings()
+    embeddings = embedding(input_ids)
+    registers = as_input_embedding(register, embedding, embeddings.dtype).expand(bsz, layout.count, -1)
     real_positions = torch.arange(length, device=input_ids.device).expand(bsz, length)
     return {
         "inputs_embeds": torch.cat([embeddings, registers], dim=1),

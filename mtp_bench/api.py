@@ -193,6 +193,18 @@ def allowed_attention(attention_mask: Tensor, prompt_lengths: Tensor | None = No
     return allowed | torch.eye(length, dtype=torch.bool, device=device)[None]
 
 
+def as_input_embedding(vector: Tensor, embedding: nn.Module, dtype: torch.dtype) -> Tensor:
+    """A learned vector in the space of the embedding table's rows (MuToR's register), as the model's embedding
+    module outputs a row: Gemma-style modules multiply every row by ``embed_scale`` (sqrt(hidden)) in their
+    forward, so a vector fed beside them through ``inputs_embeds`` is scaled alike, as a ``<reg>`` vocabulary row
+    would be."""
+    vector = vector.to(dtype)
+    scale = getattr(embedding, "embed_scale", None)
+    if scale is None:
+        return vector
+    return vector * torch.as_tensor(scale, device=vector.device).to(dtype)
+
+
 def model_attention_mask(allowed: Tensor, model: nn.Module) -> Tensor:
     """Turn a boolean [B, Tq, Tk] mask into the 4D form the model's attention implementation reads.
 

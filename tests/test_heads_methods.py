@@ -146,18 +146,19 @@ DRAFTING = [("mtp_heads", {"n_future": 4, "init": "random"}), ("deepseek_mtp", {
             ("medusa", {"n_heads": 3})]
 
 
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "bidirectional"])
 @pytest.mark.parametrize("arch", ALL_ARCHS)
 @pytest.mark.parametrize(("name", "params"), DRAFTING, ids=[n for n, _ in DRAFTING])
-def test_drafts_are_what_the_trained_heads_predict(name, params, arch) -> None:
+def test_drafts_are_what_the_trained_heads_predict(name, params, arch, bidirectional) -> None:
     """Two code paths, one meaning: the drafter (incremental, KV-cached, from the verifier's forward) must draft
     exactly the token each head's training-time forward ranks first at the same position and context (prefix
-    longer than the Gemma models' sliding window)."""
+    longer than the Gemma models' sliding window; with a bidirectional prompt, the prefix is the prompt)."""
     model = any_model(arch, "sdpa")
     method = build(name, **params)
     extra = perturbed(method.prepare(model, None))
     drafter = method.make_drafter(model, extra, 3)
     prefix = random_pairs(7, [(6, 0)])[0][0]
-    logits = drafter.forward(torch.tensor(prefix), new_cache(), 0, prefill=True)
+    logits = drafter.forward(torch.tensor(prefix), new_cache(), 0, prefill=True, bidirectional=bidirectional)
     next_token = int(logits[-1].argmax())
     drafts = drafter.accept(len(prefix), next_token)
     assert len(drafts) == 3
@@ -168,7 +169,7 @@ def test_drafts_are_what_the_trained_heads_predict(name, params, arch) -> None:
         labels = torch.full((1, len(sequence)), IGNORE_INDEX)
         labels[0, t + horizon] = draft  # the one target of this head: x_{t+h} seen from position t
         batch = TokenBatch(torch.tensor([sequence]), torch.ones(1, len(sequence), dtype=torch.long), labels,
-                           torch.zeros(1, dtype=torch.long))
+                           torch.tensor([len(prefix) if bidirectional else 0]), bidirectional_prompt=bidirectional)
         with torch.no_grad():
             output = method.loss(model, extra, method.transform(batch, torch.Generator()))
         assert int(output.sums[f"acc/h{horizon}"]) == 1, f"h{horizon}"

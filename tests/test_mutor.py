@@ -127,14 +127,16 @@ def test_real_token_logits_exact_with_gemma_and_sliding_window_attention(kind, a
     assert (real - reference)[batch.attention_mask.bool()].abs().max().item() <= 1e-5
 
 
-def interleaved_register_logits(model, register, prompt, answer, d):
+def interleaved_register_logits(model, register, prompt, answer, d, register_id=None):
     """Independent reference, one sequence, the paper's physical layout: prompt, then ``<reg>, a_j`` for every answer
     token, real tokens at their register-free positions, the register before a_j at position (Q + j - 1) + d - 1;
-    a real token sees earlier real tokens, a register earlier real tokens and itself. Returns {anchor: logits}."""
+    a real token sees earlier real tokens, a register earlier real tokens and itself. Returns {anchor: logits}.
+    With ``register_id`` the register is that vocabulary token, embedded by the model itself (the paper's ``<reg>``
+    row); otherwise the ``register`` vector is written into the embeddings."""
     slots = [(token, "real", i, None) for i, token in enumerate(prompt)]  # (token, kind, position, anchor)
     for j, token in enumerate(answer):
         anchor = len(prompt) + j - 1
-        slots += [(0, "reg", anchor + d - 1, anchor), (token, "real", len(prompt) + j, None)]
+        slots += [(register_id or 0, "reg", anchor + d - 1, anchor), (token, "real", len(prompt) + j, None)]
     tokens, kinds, positions, anchors = (list(column) for column in zip(*slots))
     n = len(tokens)
     allowed = torch.zeros(n, n, dtype=torch.bool)
@@ -143,7 +145,7 @@ def interleaved_register_logits(model, register, prompt, answer, d):
             allowed[q, k] = kinds[k] == "real" or k == q
     embeds = model.get_input_embeddings()(torch.tensor([tokens]))
     for index, kind in enumerate(kinds):
-        if kind == "reg":
+        if kind == "reg" and register_id is None:
             embeds[0, index] = register
     logits = model(inputs_embeds=embeds, position_ids=torch.tensor([positions]),
                    attention_mask=model_attention_mask(allowed[None], model)).logits[0]
@@ -167,6 +169,29 @@ def test_appended_registers_equal_the_papers_interleaved_layout(arch, attn):
             kept = t["register_valid"][row]
             assert int(kept.sum()) == max(len(answer) - d + 1, 0)  # registers whose target is inside the answer
             for slot in kept.nonzero().flatten().tolist():
+                anchor = int(t["anchors"][row, slot])
+                assert torch.allclose(registers[row, slot], reference[anchor], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,attn", [("gemma", "sdpa"), ("gemma", "eager")])
+def test_register_enters_like_a_vocabulary_row_on_scaled_embeddings(kind, attn):
+    # Gemma's embedding module multiplies each row by sqrt(hidden): a register vector equal to row r must reach the
+    # model exactly as the paper's <reg> token r would (interleaved, embedded by the model itself), not unscaled.
+    model = sliding_window_model(kind, attn)
+    method = mutor(d_min=1, d_max=3)
+    extra = method.prepare(model, None)
+    register_id = 60
+    with torch.no_grad():
+        extra.register.copy_(model.get_input_embeddings().weight[register_id])
+    pairs = random_pairs(4, UNEQUAL)
+    model_batch = method.transform(make_batch(pairs), generator(5))
+    t = model_batch.tensors
+    with torch.no_grad():
+        _, registers = method.logits(model, extra, model_batch)
+        for row, (prompt, answer) in enumerate(pairs):
+            d = int(t["offsets"][row, 0]) if t["offsets"].size(1) else 1
+            reference = interleaved_register_logits(model, None, prompt, answer, d, register_id=register_id)
+            for slot in t["register_valid"][row].nonzero().flatten().tolist():
                 anchor = int(t["anchors"][row, slot])
                 assert torch.allclose(registers[row, slot], reference[anchor], atol=1e-5)
 

@@ -84,21 +84,25 @@ def test_decoder_stops_at_eos_inside_accepted_drafts() -> None:
     truth = greedy_generate(model, [prompt], eos_id=-1, pad_id=PAD, max_new_tokens=10)[0]
     eos = truth[5]  # pretend the sixth greedy token is EOS: generation must end right there
     expected = greedy_generate(model, [prompt], eos_id=eos, pad_id=PAD, max_new_tokens=10)[0]
+    stats = DraftStats()
     output = speculative_generate(OracleDrafter(model, truth, 3, 3), prompt, device=torch.device("cpu"), eos_id=eos,
-                                  max_new_tokens=10)
+                                  max_new_tokens=10, stats=stats)
     assert output == expected and output[-1] == eos
+    # tau counts only what is output: neither drafts past the EOS nor the verifier's token after it
+    assert stats.tokens == len(output) - 1
 
 
 # Every architecture under both kernels, Gemma 3 (sliding windows, per-layer-type rotary embeddings), and the
-# bidirectional prompt prefill under each kernel.
+# bidirectional prompt prefill under each kernel and with sliding windows shorter than the longest prompt.
 DECODE_CASES = [(arch, attn, False) for arch in ARCHS for attn in ATTNS] + [
-    ("gemma3", "eager", False), ("llama", "eager", True), ("gpt2", "sdpa", True)]
+    ("gemma3", "eager", False), ("llama", "eager", True), ("gpt2", "sdpa", True), ("gemma2", "eager", True),
+    ("gemma3", "eager", True)]
 
 
 @pytest.mark.parametrize(("arch", "attn", "bidirectional"), DECODE_CASES,
                          ids=[f"{a}-{k}-{'bidirectional' if b else 'causal'}" for a, k, b in DECODE_CASES])
 def test_every_drafter_decodes_exactly_like_greedy(arch, attn, bidirectional) -> None:
-    model = gemma_model(3) if arch == "gemma3" else make_model(arch, attn)
+    model = gemma_model(int(arch[-1])) if arch.startswith("gemma") else make_model(arch, attn)
     drafters = {"registers": RegisterDrafter(model, torch.randn(32, generator=torch.Generator().manual_seed(1)), 3)}
     for name, method in methods().items():
         assert isinstance(method, SupportsDrafting)

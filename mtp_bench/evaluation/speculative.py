@@ -38,13 +38,15 @@ class DraftStats:
     reached: list[int] = field(default_factory=list)  # [j]: ... whose drafts before j were all accepted
     accepted: list[int] = field(default_factory=list)  # [j]: ... in which draft j was accepted
 
-    def record(self, n_drafts: int, n_accepted: int) -> None:
+    def record(self, n_drafts: int, n_accepted: int, verifier_token: bool = True) -> None:
+        """One verifier step; ``verifier_token`` False when an accepted draft ended the sequence, so the verifier's
+        own next token is not part of the output."""
         grow = n_drafts - len(self.proposed)
         if grow > 0:
             for counts in (self.proposed, self.reached, self.accepted):
                 counts.extend([0] * grow)
         self.steps += 1
-        self.tokens += n_accepted + 1
+        self.tokens += n_accepted + int(verifier_token)
         for j in range(n_drafts):
             self.proposed[j] += 1
             self.reached[j] += j <= n_accepted
@@ -110,18 +112,21 @@ def speculative_generate(
     while pending != eos_id and len(output) < max_new_tokens:
         # A step yields at most len(drafts) + 1 tokens: draft no further than the budget.
         drafts = list(drafts[: min(drafter.max_drafts, max_new_tokens - len(output) - 1)])
+        if eos_id in drafts:  # nothing after an end of sequence is output: neither verify nor count it
+            drafts = drafts[: drafts.index(eos_id) + 1]
         inputs = torch.tensor([pending, *drafts], dtype=torch.long, device=device)
         predicted = drafter.forward(inputs, cache, past).argmax(-1).tolist()
         accepted = 0
         while accepted < len(drafts) and drafts[accepted] == predicted[accepted]:
             accepted += 1
-        stats.record(len(drafts), accepted)
+        ended = eos_id in drafts[:accepted]
+        stats.record(len(drafts), accepted, verifier_token=not ended)
         kept = accepted + 1  # the pending token and the accepted drafts
         past += kept
         crop_cache(cache, past)
         pending = predicted[accepted]
         output.extend([*drafts[:accepted], pending])
-        if eos_id in drafts[:accepted]:
+        if ended:
             break
         drafts = drafter.accept(kept, pending)
     return _cut(output, eos_id, max_new_tokens)

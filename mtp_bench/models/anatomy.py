@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtp_bench.api import IGNORE_INDEX, model_attention_mask
+from mtp_bench.api import IGNORE_INDEX, as_input_embedding, model_attention_mask
 
 _LAYER_LISTS = ("layers", "h", "blocks", "layer")
 _FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "norm_f")
@@ -280,9 +280,9 @@ def decode_inputs(model: nn.Module, input_ids: Tensor, past_length: int, bidirec
     n = input_ids.numel()
     device = input_ids.device
     positions = torch.arange(past_length, past_length + n, device=device)[None]
-    if bidirectional:
+    if bidirectional:  # sliding-window layers keep their window, as in training and greedy decoding's prefill
         allowed = torch.ones(1, n, past_length + n, dtype=torch.bool, device=device)
-        mask = model_attention_mask(allowed, model)
+        mask = custom_attention(model, allowed, positions, torch.arange(past_length + n, device=device)[None])
     else:
         mask = torch.ones(1, past_length + n, dtype=torch.long, device=device)
     return {"input_ids": input_ids.reshape(1, n), "position_ids": positions, "attention_mask": mask}
@@ -341,12 +341,11 @@ class RegisterDrafter:
         allowed[n:, past_length + n :] = torch.eye(slots, dtype=torch.bool, device=device)
         positions = torch.cat([past_length + step, past_length + anchor_of_slot + offset_of_slot - 1])
         embeddings = self.anat.embed(input_ids.reshape(1, n))
-        registers = self.register.to(embeddings.dtype).expand(1, slots, -1)
-        if bidirectional:  # as greedy decoding's prefill and training: one mask for every layer
-            mask = model_attention_mask(allowed[None], self.anat.model)
-        else:
-            keys = torch.cat([torch.arange(past_length, device=device), positions])
-            mask = custom_attention(self.anat.model, allowed[None], positions[None], keys[None])
+        registers = as_input_embedding(self.register, self.anat.embed_tokens, embeddings.dtype).expand(1, slots, -1)
+        # Sliding windows are measured from each query's anchor, as in training: a register sees its anchor's keys.
+        window_at = torch.cat([past_length + step, past_length + anchor_of_slot])
+        keys = torch.cat([torch.arange(past_length, device=device), window_at])
+        mask = custom_attention(self.anat.model, allowed[None], window_at[None], keys[None])
         logits = self.model(
             inputs_embeds=torch.cat([embeddings, registers], dim=1),
             position_ids=positions[None],
