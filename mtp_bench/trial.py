@@ -234,7 +234,8 @@ class TrialRunner:
                 result = run_lm_eval(self.p.method.export(self.p.module.model, self.p.module.extra),
                                      self.p.tokenizer, cfg.lm_eval, precision=self.p.precision,
                                      data_dir=ev.lm_eval_fallback_dir(trial.data.task, trial.data.params),
-                                     log_samples=trial.tracking.log_artifacts)
+                                     log_samples=trial.tracking.log_artifacts,
+                                     bidirectional_prompt=trial.bidirectional_prompt)
                 metrics.update(result.metrics)
                 artifacts.update({f"lm_eval/{task}.jsonl": rows for task, rows in result.samples.items()})
                 if self.tracker is not None:

@@ -70,6 +70,28 @@ def test_local_task_runs_offline_with_legal_stable_names(tiny_lm, gsm8k_dir: Pat
         assert row["response"] == expected
 
 
+def test_bidirectional_prompt_reaches_lm_eval_generation(tiny_lm, gsm8k_dir: Path) -> None:
+    # A suite with bidirectional_prompt trains every method with the prompt attending both ways; lm-eval's
+    # generation must then prefill the same way: its text is our bidirectional decoder's, token for token.
+    model, tokenizer = tiny_lm
+    with torch.no_grad():  # large random weights: varied text that depends on how the prompt attends
+        generator = torch.Generator().manual_seed(1)
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    cfg = LmEvalConfig(tasks=["gsm8k_mutor_local"], limit=4, max_gen_toks=6, batch_size=4, data_dir=str(gsm8k_dir))
+    result = run_lm_eval(model, tokenizer, cfg, bidirectional_prompt=True)
+    assert result.params["lm_eval.prompt_attention"].startswith("bidirectional")
+    test_rows = [json.loads(line) for line in (gsm8k_dir / "test.jsonl").read_text().splitlines()[:4]]
+    prompts = [encode_prompt(tokenizer, f"Question: {r['question']}\n\nAnswer:") for r in test_rows]
+    decoded = {}
+    for bidirectional in (True, False):
+        tokens = greedy_generate(model, prompts, eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
+                                 max_new_tokens=6, bidirectional_prompt=bidirectional)
+        decoded[bidirectional] = [tokenizer.decode(t, skip_special_tokens=True).split("Question:")[0] for t in tokens]
+    assert [row["response"] for row in result.samples["gsm8k_mutor_local"]] == decoded[True]
+    assert decoded[True] != decoded[False]  # the option changes what this model generates: the check has teeth
+
+
 def test_result_keys_are_renamed_stably() -> None:
     results = {
         "results": {"gsm8k": {"alias": "gsm8k", "exact_match,strict-match": 0.25,

@@ -226,13 +226,18 @@ def run_lm_eval(
     data_dir: str | Path | None = None,
     precision: torch.dtype | None = None,
     log_samples: bool = True,
+    bidirectional_prompt: bool = False,
 ) -> LmEvalResult:
     """Run ``cfg.tasks`` on an in-memory causal LM; ``data_dir`` is the fallback GSM8K folder (see
-    :func:`resolve_data_dir`)."""
+    :func:`resolve_data_dir`). With ``bidirectional_prompt`` generation tasks decode as our scorers do: the context
+    attends to itself both ways in the prefill (log-likelihood tasks stay causal; recorded as a param)."""
     if not cfg.tasks:
         return LmEvalResult()
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
+
+    if bidirectional_prompt:
+        HFLM = bidirectional_prompt_lm(HFLM)  # noqa: N806 - the class lm-eval is handed
 
     folder = resolve_data_dir(cfg, data_dir)
     manager, tasks = load_tasks(cfg, folder)
@@ -249,6 +254,8 @@ def run_lm_eval(
     if results is None:  # lm-eval returns nothing on non-zero ranks
         return LmEvalResult()
     result = LmEvalResult(metrics=rename_results(results), params=_params(results, tasks, cfg))
+    result.params["lm_eval.prompt_attention"] = (
+        "bidirectional prefill in generation, causal log-likelihoods" if bidirectional_prompt else "causal")
     if log_samples:
         result.samples = {name_part(task): sample_rows(rows) for task, rows in (results.get("samples") or {}).items()}
     return result
@@ -269,3 +276,32 @@ def _params(results: dict[str, Any], tasks: dict[str, Any], cfg: LmEvalConfig) -
         data_dir = (config.get("dataset_kwargs") or {}).get("data_dir")
         params[f"{key}.dataset"] = str(data_dir or config.get("dataset_path"))
     return params
+
+
+def bidirectional_prompt_lm(hflm: type) -> type:
+    """A subclass of lm-eval's ``HFLM`` whose generation runs our greedy KV-cache decoder with the context attending
+    to itself both ways (the suite's ``bidirectional_prompt``), so lm-eval scores a model as it was trained. lm-eval
+    still cuts the text at its stop strings; sampling is refused (our decoder is greedy)."""
+    from mtp_bench.evaluation.generate import greedy_generate
+
+    class BidirectionalPromptHFLM(hflm):
+        def _model_generate(self, context: torch.Tensor, max_length: int, stop: list[str], **kwargs: Any):
+            mask = kwargs.pop("attention_mask", None)
+            if kwargs.get("do_sample") or float(kwargs.get("temperature") or 0.0) > 0.0:
+                raise LmEvalError("bidirectional_prompt decodes greedily; this lm-eval task samples "
+                                  f"({kwargs}): set its generation_kwargs to do_sample: false")
+            mask = torch.ones_like(context) if mask is None else mask
+            prompts = [row[keep.bool()].tolist() for row, keep in zip(context, mask)]  # lm-eval pads on the left
+            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eot_token_id
+            with torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                                enabled=self.mixed_precision_dtype is not None):
+                continuations = greedy_generate(self.model, prompts, eos_id=self.eot_token_id, pad_id=pad_id,
+                                                max_new_tokens=max_length - context.size(1),
+                                                batch_size=len(prompts), bidirectional_prompt=True)
+            width = max((len(tokens) for tokens in continuations), default=0)
+            padded = torch.full((len(prompts), width), pad_id, dtype=context.dtype, device=context.device)
+            for row, tokens in enumerate(continuations):
+                padded[row, : len(tokens)] = torch.tensor(tokens, dtype=context.dtype)
+            return torch.cat([context, padded], dim=1)
+
+    return BidirectionalPromptHFLM
