@@ -13,14 +13,22 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
+import shlex
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mtp_bench.bench.common import FULL, RunContext, Settings
+from mtp_bench.bench.report import Section, Table
+
 DEFAULT_OUT = Path("results/makespan.md")
+TITLE = "# Makespan benchmark"
+PREAMBLE = ("Written by `python -m mtp_bench.bench.makespan`; the same measurement as the makespan section of "
+            "`results/benchmarks.md` (`mtp-bench bench --parts makespan`, which runs "
+            f"{FULL.makespan_trials} trials of {FULL.makespan_steps} steps).")
 
 
 def build_trials(n: int, steps: int, workdir: Path) -> list[Any]:
@@ -76,27 +84,37 @@ def measure(n: int, workers: int, steps: int) -> dict[str, Any]:
     }
 
 
-def report(result: dict[str, Any]) -> str:
+def section(result: dict[str, Any], context: RunContext) -> Section:
+    """The measurement as a benchmark section, with the machine, versions, git commit and command under it."""
     r = result
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return "\n".join([
-        "# Makespan of a grid on Ray",
-        "",
-        f"{r['trials']} equal trials (NTP, micro Llama, addition, {r['steps']} steps + evaluation, 1 CPU and 1 torch "
-        f"thread each) on a local Ray with {r['workers']} CPUs ({r['waves']} waves). Ideal = sum of the trials' "
-        "own wall times / workers; ratio = measured makespan / ideal (1.0 = no scheduling cost).",
-        "",
-        "| trials | workers | makespan (s) | sum of trial times (s) | ideal (s) | ratio | overhead per trial (s) "
-        "| median trial (s) | Ray start (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| {r['trials']} | {r['workers']} | {r['makespan_s']:.1f} | {r['sum_s']:.1f} | {r['ideal_s']:.1f} | "
-        f"**{r['ratio']:.2f}** | {r['overhead_per_trial_s']:.1f} | {r['median_trial_s']:.1f} | {r['ray_start_s']:.1f} |",
-        "",
-        f"Machine: {os.cpu_count()} cores, load average {load} at the end, {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M')}. Overhead per trial = (makespan x workers - sum) / trials: "
-        "worker start-up, imports and model build outside the trial's own timer, plus idle time between waves.",
-        "",
-    ])
+    table = Table(
+        ["trials", "workers", "makespan (s)", "sum of trial times (s)", "ideal (s)", "makespan / ideal",
+         "overhead per trial (s)", "median trial (s)", "Ray start (s)"],
+        [[str(r["trials"]), str(r["workers"]), f"{r['makespan_s']:.1f}", f"{r['sum_s']:.1f}", f"{r['ideal_s']:.1f}",
+          f"**{r['ratio']:.2f}**", f"{r['overhead_per_trial_s']:.1f}", f"{r['median_trial_s']:.1f}",
+          f"{r['ray_start_s']:.1f}"]],
+    )
+    return Section(
+        key="makespan",
+        title="Makespan of a grid on Ray",
+        method=(
+            f"{r['trials']} equal trials (NTP, micro Llama, addition, {r['steps']} steps + evaluation, 1 CPU and 1 "
+            f"torch thread each) on a local Ray with {r['workers']} CPUs ({r['waves']} waves). Ideal = sum of the "
+            "trials' own wall times / workers (a scheduler with no overhead and perfect packing); overhead per trial "
+            "= (makespan × workers − sum) / trials: worker start-up, imports and model build outside the trial's "
+            "own timer, plus idle time between waves."
+        ),
+        tables=[table],
+        reading=f"The grid took {r['ratio']:.2f}× the ideal makespan (1.0 = scheduling costs nothing).",
+        context=context,
+    )
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The equivalent command, every choice spelled out (what reproduces the table)."""
+    words = ["python", "-m", "mtp_bench.bench.makespan", "--trials", str(args.trials), "--workers",
+             str(args.workers), "--steps", str(args.steps), "--out", str(args.out)]
+    return shlex.join(words)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200, help="optimiser steps per trial (default 200)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"markdown report (default {DEFAULT_OUT})")
     args = parser.parse_args(argv)
+    sizes = replace(FULL, makespan_trials=args.trials, makespan_steps=args.steps)
+    # Every trial runs with 1 torch thread (train.torch_threads in build_trials): that is what the machine line records.
+    settings = Settings(sizes=sizes, device="cpu", threads=1, command=command_line(args))
+    context = RunContext.begin(settings)
     result = measure(args.trials, args.workers, args.steps)
-    text = report(result)
+    text = f"{TITLE}\n\n{PREAMBLE}\n\n{section(result, context.end()).markdown()}"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
