@@ -43,7 +43,37 @@ def _load(args: argparse.Namespace) -> tuple[Any, list[Any]]:
     from mtp_bench.suite import expand_grid, load_suite
 
     suite = load_suite(args.suite, args.overrides)
-    return suite, expand_grid(suite)
+    trials = expand_grid(suite)
+    _preflight_lm_eval(trials)
+    return suite, trials
+
+
+def _preflight_lm_eval(trials: list[Any]) -> None:
+    """Load every distinct lm-eval configuration of the grid (task names, data folders, the unsafe-code flag) as the
+    trials will, so that a typo fails now rather than in every trial. lm-eval is imported only when a suite uses it."""
+    if not any(trial.evaluation.lm_eval.tasks for trial in trials):
+        return
+    from mtp_bench.evaluation.lm_eval_bridge import LmEvalError, preflight
+    from mtp_bench.evaluation.runner import lm_eval_fallback_dir
+    from mtp_bench.suite import SuiteError
+
+    problems: list[str] = []
+    seen: set[tuple[str, str | None]] = set()
+    for trial in trials:
+        cfg = trial.evaluation.lm_eval
+        fallback = lm_eval_fallback_dir(trial.data.task, trial.data.params) if cfg.tasks else None
+        key = (cfg.model_dump_json(), fallback)
+        if not cfg.tasks or key in seen:
+            continue
+        seen.add(key)
+        try:
+            preflight(cfg, fallback)
+        except LmEvalError as exc:
+            problem = " ".join(str(exc).split())  # one line, whatever lm-eval's own message held
+            if problem not in problems:
+                problems.append(problem)
+    if problems:
+        raise SuiteError(problems)
 
 
 # --------------------------------------------------------------------------------------------------- commands ----
@@ -61,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"[bold]{suite.name}[/]: {len(trials)} trials ({'Ray' if use_ray else 'in-process'}), "
                   f"tracking at {suite.tracking.uri}")
     result = run_suite(suite, trials, use_ray=use_ray, resume=args.resume, address=args.address,
-                       suite_yaml=Path(args.suite).read_text(), console=console)
+                       suite_yaml=Path(args.suite).read_text(), overrides=args.overrides, console=console)
     print_summary(console, result.reports)
     if not args.no_compare and importlib.util.find_spec("mtp_bench.compare") is not None:
         from mtp_bench.compare import compare_after_run

@@ -5,6 +5,7 @@ metric names for every method, and the comparison plot and table attached to the
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -20,6 +21,7 @@ from mtp_bench.suite import expand_grid, load_suite
 REPO = Path(__file__).resolve().parents[1]
 SUITE = "shape_tiny"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+OVERRIDES = ["train.lr=0.002"]  # recorded on the parent run: suite.resolved.yaml and the overrides tag
 
 
 def two_methods() -> list[dict[str, Any]]:
@@ -71,8 +73,8 @@ def shaped(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         patch.setenv("MTP_BENCH_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
         patch.chdir(folder)  # `compare` writes results/<suite>/ under the working directory
         path = write_tiny_suite(folder, _gsm8k(), SUITE, seeds=(0, 1))
-        assert main(["run", str(path), "--no-ray"]) == 0
-        suite = load_suite(path)
+        assert main(["run", str(path), "--no-ray", *OVERRIDES]) == 0
+        suite = load_suite(path, OVERRIDES)
         trials = expand_grid(suite)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name(SUITE)
@@ -140,7 +142,13 @@ def _files(client: Any, run_id: str, folder: str | None = None) -> list[str]:
 def test_parent_run_carries_the_comparison_artifacts(shaped: dict[str, Any], tmp_path: Path) -> None:
     client, parent = shaped["client"], _kind(shaped["runs"], "invocation")[0]
     files = _files(client, parent.info.run_id)
-    assert {"suite.yaml", "trials.json"} <= set(files)
+    assert {"suite.yaml", "suite.resolved.yaml", "trials.json"} <= set(files)
+    raw = yaml.safe_load(Path(client.download_artifacts(parent.info.run_id, "suite.yaml", str(tmp_path))).read_text())
+    resolved = yaml.safe_load(
+        Path(client.download_artifacts(parent.info.run_id, "suite.resolved.yaml", str(tmp_path))).read_text())
+    assert "lr" not in raw["train"] and resolved["train"]["lr"] == pytest.approx(0.002)  # the override, applied
+    assert resolved == shaped["suite"].model_dump(mode="json")
+    assert json.loads(parent.data.tags["mtp_bench.overrides"]) == OVERRIDES
     for child in _kind(shaped["runs"], "trial"):
         assert "trial.yaml" in _files(client, child.info.run_id)
     if importlib.util.find_spec("mtp_bench.compare") is None:

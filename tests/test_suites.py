@@ -73,6 +73,75 @@ def test_bad_suite_gives_one_clear_line_and_exit_2(tmp_path, gsm8k_dir, capsys, 
     assert "Traceback" not in err
 
 
+# Grid cells go through every check the suite itself does, and a problem names the key its value came from.
+BAD_GRIDS = [
+    ({"grid": {"overrides": {"train.lrr": [1]}}}, "grid.overrides.train.lrr: unknown key"),
+    ({"grid": {"overrides": {"train.lr": [1e-3, "big"]}}}, "grid.overrides.train.lr: Input should be a valid number"),
+    ({"grid": {"overrides": {"train.max_steps": [None]}}},
+     "grid.overrides.train.max_steps: set exactly one of train.max_steps and train.epochs"),
+    ({"grid": {"overrides": {"data.params.digitz": [3]}}}, "grid.overrides.data.params.digitz: unknown key"),
+    ({"grid": {"overrides": {"data.task": ["nosuch"]}}}, "grid.overrides.data.task: unknown task 'nosuch'"),
+    ({"grid": {"overrides": {"data.params.path": ["/nonexistent"]}}},
+     "grid.overrides.data.params.path: data directory /nonexistent does not exist"),
+    ({"grid": {"overrides": {"evaluation.scorers": [[{"name": "nosuch"}]]}}},
+     "grid.overrides.evaluation.scorers.0.name: unknown scorer 'nosuch'"),
+    ({"grid": {"overrides": {"methods.0.params.a": [1]}}},
+     "grid.overrides.methods.0.params.a: use methods[].sweep for method settings"),
+    ({"methods": [{"name": "ntp"}, {"name": "ntp", "label": "b", "sweep": {"paramz.a": [1]}}]},
+     "methods.1.sweep.paramz.a: unknown key"),
+    ({"methods": [{"name": "ntp"}, {"name": "ntp", "label": "b", "sweep": {"params.a": [0.1, 0.2]}}]},
+     "methods.1.sweep.params.a: unknown key"),
+    ({"methods": [{"name": "ntp", "sweep": {"name": ["nosuch"]}}]}, "methods.0.sweep.name: unknown method 'nosuch'"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_GRIDS, ids=[m for _, m in BAD_GRIDS])
+def test_bad_grid_cell_gives_one_clear_line_and_exit_2(tmp_path, gsm8k_dir, capsys, change, message) -> None:
+    path = write_suite(tmp_path, tiny_suite(tmp_path, gsm8k_dir, **change))
+    code, err = _run_cli(["validate", str(path)], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"{path}: {message}" in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_grid_cell_clashing_with_the_base_suite_names_the_cell(tmp_path, gsm8k_dir, capsys) -> None:
+    path = write_suite(tmp_path, tiny_suite(tmp_path, gsm8k_dir, grid={"overrides": {"data.task": ["addition"]}}))
+    code, err = _run_cli(["validate", str(path)], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "data.params.path: unknown key (in grid cell grid.overrides.data.task='addition')" in err
+
+
+BAD_OVERRIDES = [
+    (["train"], "override 'train': expected key.path=value"),
+    (["=3"], "override '=3': bad key path ''"),
+    (["methods.9.name=ntp"], "override 'methods.9.name=ntp': methods.9: index 9 out of range (1 items)"),
+    (["methods.nosuch.params.a=1"], "override 'methods.nosuch.params.a=1': methods.nosuch: no list item named"),
+    (["train.lr.x=1"], "override 'train.lr.x=1': train.lr.x: cannot set a key inside a float"),
+    (["grid.overrides={train.lrr: [1]}"], "grid.overrides.train.lrr: unknown key"),
+    (["methods.ntp.sweep={paramz.a: [1]}"], "methods.0.sweep.paramz.a: unknown key"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_OVERRIDES, ids=[m for _, m in BAD_OVERRIDES])
+def test_bad_override_gives_one_clear_line_and_exit_2(tmp_path, gsm8k_dir, capsys, overrides, message) -> None:
+    path = write_suite(tmp_path, tiny_suite(tmp_path, gsm8k_dir))
+    code, err = _run_cli(["validate", str(path), *overrides], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"{path}: {message}" in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_unknown_lm_eval_task_fails_validation(tmp_path, gsm8k_dir, capsys) -> None:
+    path = write_suite(tmp_path, tiny_suite(tmp_path, gsm8k_dir))
+    code, err = _run_cli(["validate", str(path), "evaluation.lm_eval={tasks: [gsm8k_locl]}"], capsys)
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert f"{path}: evaluation.lm_eval.tasks: unknown lm-eval task 'gsm8k_locl' (did you mean gsm8k_local" in lines[0]
+
+
 def test_bad_yaml_and_missing_file(tmp_path, capsys) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: x\nmethods: [ntp\n")

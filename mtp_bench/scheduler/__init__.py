@@ -37,19 +37,30 @@ def run_suite(
     resume: bool = False,
     address: str | None = None,
     suite_yaml: str | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
     console: Any = None,
 ) -> SuiteRun:
-    """Run every trial under one parent run (a new one per invocation) and return their reports."""
+    """Run every trial under one parent run (a new one per invocation) and return their reports. The parent run
+    holds, before any trial starts, the raw ``suite.yaml``, the suite as resolved (``${VAR}``, ``overrides``,
+    validation: ``suite.resolved.yaml``) and the overrides (tag ``mtp_bench.overrides``, a JSON list)."""
+    import json
+
+    import yaml
+
     from mtp_bench import tracking
 
     tracking.configure_quiet()
     tracker = tracking.Tracker(suite.tracking.uri, suite.tracking.experiment or suite.name)
     parent_id = tracker.start_run(
         f"{suite.name} ({len(trials)} trials)",
-        {tracking.TAG_KIND: "invocation", tracking.TAG_SUITE: suite.name, "mtp_bench.resume": str(resume)},
+        {tracking.TAG_KIND: "invocation", tracking.TAG_SUITE: suite.name, "mtp_bench.resume": str(resume),
+         "mtp_bench.overrides": json.dumps(list(overrides))},
     )
-    if suite_yaml is not None and suite.tracking.log_artifacts:
-        tracker.log_text(parent_id, suite_yaml, "suite.yaml")
+    if suite.tracking.log_artifacts:
+        if suite_yaml is not None:
+            tracker.log_text(parent_id, suite_yaml, "suite.yaml")
+        resolved = yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        tracker.log_text(parent_id, resolved, "suite.resolved.yaml")
     tracker.log_params(parent_id, {"suite": suite.name, "trials": str(len(trials)), "scheduler": _name(use_ray)})
     try:
         if use_ray:

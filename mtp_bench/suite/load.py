@@ -83,15 +83,18 @@ def _find_list_item(items: list[Any], key: str, path: str) -> int:
     raise SuiteError([f"{path}: no list item named {key!r}"])
 
 
-def set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:
-    """Set ``a.b.c`` in a nested dict/list document, creating mappings on the way."""
+def set_dotted(document: dict[str, Any], dotted: str, value: Any) -> str:
+    """Set ``a.b.c`` in a nested dict/list document, creating mappings on the way. Returns the path it set with list
+    items as indices (``methods.mutor.params.a`` -> ``methods.1.params.a``), as validation errors name them."""
     keys = dotted.split(".")
+    resolved: list[str] = []
     node: Any = document
     for depth, key in enumerate(keys):
         path = ".".join(keys[: depth + 1])
         last = depth == len(keys) - 1
         if isinstance(node, list):
             index = _find_list_item(node, key, path)
+            resolved.append(str(index % len(node)))
             if last:
                 node[index] = value
             else:
@@ -99,12 +102,14 @@ def set_dotted(document: dict[str, Any], dotted: str, value: Any) -> None:
             continue
         if not isinstance(node, dict):
             raise SuiteError([f"{path}: cannot set a key inside a {type(node).__name__}"])
+        resolved.append(key)
         if last:
             node[key] = value
         else:
             if node.get(key) is None:
                 node[key] = {}
             node = node[key]
+    return ".".join(resolved)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -194,7 +199,10 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> SuiteCon
     document = _interpolate(read_yaml(path), "")
     for text in overrides or []:
         key, value = parse_override(text)
-        set_dotted(document, key, value)
+        try:
+            set_dotted(document, key, value)
+        except SuiteError as exc:
+            raise SuiteError([f"override {text!r}: {problem}" for problem in exc.problems]) from None
     return validate_suite(document)
 
 
@@ -223,48 +231,118 @@ def _cells(axes: dict[str, list[Any]], where: str) -> list[dict[str, Any]]:
     return [dict(zip(keys, combo)) for combo in itertools.product(*(axes[k] for k in keys))]
 
 
+def _relocate(problems: list[str], sources: dict[str, tuple[str, str]], prefix: str) -> list[str]:
+    """Problems of a grid cell, named after where the offending value came from. ``sources`` maps the document path
+    each cell value was set at to the key path the user wrote it under (``train.lr`` -> ``grid.overrides.train.lr``);
+    a problem under none of them (a value that clashes with the base suite) keeps its own path under ``prefix``, and
+    says which cell it arose in."""
+    ordered = sorted(sources.items(), key=lambda item: -len(item[0]))
+    cell = ", ".join(f"{origin}={value}" for origin, value in sources.values())
+    out = []
+    for line in problems:
+        path, _, message = line.partition(": ")
+        for resolved, (origin, _value) in ordered:
+            if path == resolved or path.startswith(resolved + "."):
+                out.append(f"{origin}{path[len(resolved):]}: {message}")
+                break
+            if resolved.startswith(path + "."):  # a check on the section that holds the value (train: one of ...)
+                out.append(f"{origin}: {message}")
+                break
+        else:
+            where = ".".join(part for part in (prefix, "" if path == "(top level)" else path) if part) or path
+            out.append(f"{where}: {message}" + (f" (in grid cell {cell})" if cell else ""))
+    return out
+
+
+def _apply_cell(document: dict[str, Any], cell: dict[str, Any], where: str) -> dict[str, tuple[str, str]]:
+    """Set a cell's values in ``document``; returns {document path: (origin key path, value)} for :func:`_relocate`."""
+    sources = {}
+    for key, value in cell.items():
+        try:
+            resolved = set_dotted(document, key, value)
+        except SuiteError as exc:
+            raise SuiteError([f"{where}.{problem}" for problem in exc.problems]) from None
+        sources[resolved] = (f"{where}.{key}", repr(value))
+    return sources
+
+
+def _checked_shared_cell(base: dict[str, Any], cell: dict[str, Any]) -> SuiteConfig:
+    """The suite with one cell of ``grid.overrides`` applied, through every check the suite itself passed."""
+    document = copy.deepcopy(base)
+    sources = _apply_cell(document, cell, "grid.overrides")
+    try:
+        checked = SuiteConfig.model_validate(document)
+        _check_plugins(checked)
+    except ValidationError as exc:
+        raise SuiteError(_relocate(_error_lines(exc), sources, "")) from None
+    except SuiteError as exc:
+        raise SuiteError(_relocate(exc.problems, sources, "")) from None
+    return checked
+
+
+def _checked_method(entry: dict[str, Any], cell: dict[str, Any], index: int) -> MethodEntry:
+    """A method with one cell of its sweep applied: settings validated by its plugin and completed with defaults."""
+    document = copy.deepcopy(entry)
+    document["sweep"] = {}
+    sources = _apply_cell(document, cell, f"methods.{index}.sweep")
+    try:
+        method = MethodEntry.model_validate(document)
+        method_cls = _plugin(registry.METHODS, method.name, "name")
+        method.params = validate_plugin_params(method_cls.Params, method.params, "params")
+    except ValidationError as exc:
+        raise SuiteError(_relocate(_error_lines(exc), sources, f"methods.{index}")) from None
+    except SuiteError as exc:
+        raise SuiteError(_relocate(exc.problems, sources, f"methods.{index}")) from None
+    return method
+
+
+def _collect(problems: list[str], action: Any, *args: Any) -> Any:
+    try:
+        return action(*args)
+    except SuiteError as exc:
+        problems += [line for line in exc.problems if line not in problems]
+        return None
+
+
 def expand_grid(suite: SuiteConfig) -> list[TrialConfig]:
-    """The trials of a suite: methods x (method sweep x grid overrides) x seeds, each validated."""
+    """The trials of a suite: methods x (method sweep x grid overrides) x seeds. Every cell passes the checks the
+    suite itself passed (plugin names and settings, data paths), each distinct cell once; a problem is named after
+    the key it came from (``grid.overrides.train.lr``, ``methods.1.sweep.params.a``)."""
     base = suite.model_dump(mode="json")
-    shared_cells = _cells(suite.grid.overrides, "grid.overrides")
-    trials: list[TrialConfig] = []
+    problems = [f"grid.overrides.{key}: use methods[].sweep for method settings"
+                for key in suite.grid.overrides if key == "methods" or key.startswith("methods.")]
+    if problems:
+        raise SuiteError(problems)
+    shared = [(cell, _collect(problems, _checked_shared_cell, base, cell))
+              for cell in _cells(suite.grid.overrides, "grid.overrides")]
+    methods = []
     for index, entry in enumerate(suite.methods):
-        method_cls = registry.load_method(entry.name)
         for method_cell in _cells(entry.sweep, f"methods.{index}.sweep"):
-            for shared_cell in shared_cells:
-                document = copy.deepcopy(base)
-                method_doc = copy.deepcopy(document["methods"][index])
-                method_doc["sweep"] = {}
-                for key, value in method_cell.items():
-                    set_dotted(method_doc, key, value)
-                for key, value in shared_cell.items():
-                    if key.startswith("methods."):
-                        raise SuiteError([f"grid.overrides.{key}: use methods[].sweep for method settings"])
-                    set_dotted(document, key, value)
-                try:
-                    checked = SuiteConfig.model_validate(document)
-                    method = MethodEntry.model_validate(method_doc)
-                except ValidationError as exc:
-                    raise SuiteError(_error_lines(exc, "grid")) from None
-                method.params = validate_plugin_params(method_cls.Params, method.params, f"methods.{index}.params")
-                cell = {**{f"method.{k}": v for k, v in method_cell.items()}, **shared_cell}
-                for seed in suite.grid.seeds:
-                    trials.append(
-                        TrialConfig(
-                            suite=checked.name,
-                            description=checked.description,
-                            model=checked.model,
-                            data=checked.data,
-                            method=method,
-                            bidirectional_prompt=checked.bidirectional_prompt,
-                            train=checked.train,
-                            evaluation=checked.evaluation,
-                            tracking=suite.tracking,
-                            resources=checked.resources,
-                            seed=seed,
-                            cell=cell,
-                        )
+            methods.append((method_cell, _collect(problems, _checked_method, base["methods"][index], method_cell,
+                                                  index)))
+    if problems:
+        raise SuiteError(problems)
+    trials: list[TrialConfig] = []
+    for method_cell, method in methods:
+        for shared_cell, checked in shared:
+            cell = {**{f"method.{k}": v for k, v in method_cell.items()}, **shared_cell}
+            for seed in suite.grid.seeds:
+                trials.append(
+                    TrialConfig(
+                        suite=checked.name,
+                        description=checked.description,
+                        model=checked.model,
+                        data=checked.data,
+                        method=method,
+                        bidirectional_prompt=checked.bidirectional_prompt,
+                        train=checked.train,
+                        evaluation=checked.evaluation,
+                        tracking=suite.tracking,
+                        resources=checked.resources,
+                        seed=seed,
+                        cell=cell,
                     )
+                )
     ids = [t.trial_id for t in trials]
     if len(set(ids)) != len(ids):
         raise SuiteError(["grid: two cells resolve to the same trial (a sweep repeats a value?)"])
