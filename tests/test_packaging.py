@@ -4,6 +4,7 @@ the built-in plugins are found through entry points from an installed copy."""
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
 import zipfile
@@ -60,3 +61,16 @@ def test_installed_wheel_finds_builtin_methods_through_entry_points(wheel: Path,
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "mtp_bench.methods.ntp"
+
+
+def test_installed_cli_starts_without_the_editable_hooks(wheel: Path, tmp_path: Path) -> None:
+    """The console script's entry point from a plain install: ``python -S`` skips the site-packages ``.pth`` hooks
+    (the editable finder among them imports modules the CLI must import itself, e.g. ``importlib.util``)."""
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), *site.getsitepackages()])}
+    probe = "import sys; from mtp_bench.cli import main; sys.exit(main(['methods']))"
+    result = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "mutor" in result.stdout and "ntp" in result.stdout
