@@ -61,9 +61,11 @@ def _preflight_lm_eval(trials: list[Any]) -> None:
     seen: set[tuple[str, str | None]] = set()
     for trial in trials:
         cfg = trial.evaluation.lm_eval
-        fallback = lm_eval_fallback_dir(trial.data.task, trial.data.params) if cfg.tasks else None
+        if not cfg.tasks:
+            continue
+        fallback = lm_eval_fallback_dir(trial.data.task, trial.data.params)
         key = (cfg.model_dump_json(), fallback)
-        if not cfg.tasks or key in seen:
+        if key in seen:
             continue
         seen.add(key)
         try:
