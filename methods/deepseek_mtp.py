@@ -22,55 +22,21 @@ previous draft (:class:`DeepSeekDrafter`).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from mtp_bench.api import (
-    LossOutput,
-    MethodContext,
-    ModelBatch,
-    TokenBatch,
-    allowed_attention,
-    count_targets,
-    future_targets,
-    plain_forward_inputs,
-)
-from mtp_bench.models.anatomy import (
-    Anatomy,
-    anatomy,
-    cache_keyword,
-    capture_last_layer,
-    crop_cache,
-    decode_inputs,
-    heads_config,
-    layer_arguments,
-    load_heads_state,
-    new_block,
-    new_cache,
-    run_layer,
-    run_trunk,
-    save_heads,
-    target_loss,
-)
-
-
-class DeepSeekMTPParams(BaseModel):
-    """Settings of DeepSeek-V3 multi-token prediction."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    depth: int = Field(default=1, ge=1)
-    """D, the number of sequential modules; module k predicts x_{t+k+1} (DeepSeek-V3 uses 1)."""
-
-    weight: float = Field(default=0.3, ge=0.0)
-    """lambda: ``L_ntp + (lambda / D) * sum_k L_k`` (DeepSeek-V3: 0.3, later 0.1)."""
-
-    init: Literal["last_block", "random"] = "last_block"
-    """Initial decoder layer of each module: a copy of the model's last layer, or freshly initialised."""
+from mtp_bench.method.anatomy import Anatomy, anatomy, last_layer_mask, layer_arguments, new_block, run_layer, run_trunk
+from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.method.decoding import crop_cache, new_cache, verifier_forward
+from mtp_bench.method.heads import heads_drafter, horizon_batch, load_saved_heads, save_heads
+from mtp_bench.method.masks import allowed_attention, plain_forward_inputs
+from mtp_bench.method.protocol import MethodContext
+from mtp_bench.method.targets import target_loss
+from mtp_bench.methods.params import DeepSeekMTPParams
 
 
 class DeepSeekModule(nn.Module):
@@ -107,8 +73,7 @@ def build_modules(model: nn.Module, params: DeepSeekMTPParams) -> DeepSeekModule
 
 def load_modules(model: nn.Module, directory: Path) -> DeepSeekModules:
     """The modules saved beside an export (its folder or its ``extra`` subfolder), rebuilt for ``model``."""
-    folder, params = heads_config(directory, DeepSeekMTP.name)
-    return load_heads_state(build_modules(model, DeepSeekMTPParams.model_validate(params)), folder)
+    return load_saved_heads(model, directory, DeepSeekMTP.name, DeepSeekMTPParams, build_modules)
 
 
 def shifted_ids(input_ids: Tensor, k: int) -> Tensor:
@@ -116,30 +81,21 @@ def shifted_ids(input_ids: Tensor, k: int) -> Tensor:
     return torch.cat([input_ids[:, k:], input_ids.new_zeros(input_ids.size(0), min(k, input_ids.size(1)))], dim=1)
 
 
+@dataclass(eq=False)
 class DeepSeekMTP:
+    params: DeepSeekMTPParams
+    context: MethodContext
     name: ClassVar[str] = "deepseek_mtp"
     Params: ClassVar[type] = DeepSeekMTPParams
-
-    def __init__(self, params: DeepSeekMTPParams, context: MethodContext):
-        self.params = params
-        self.context = context
 
     def prepare(self, model: nn.Module, tokenizer: Any) -> nn.Module:
         return build_modules(model, self.params)
 
     def transform(self, batch: TokenBatch, generator: torch.Generator) -> ModelBatch:
-        tensors = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        counts: dict[str, Tensor | int] = {}
-        for horizon in range(1, self.params.depth + 2):
-            targets = future_targets(batch.labels, horizon)
-            name = "ntp" if horizon == 1 else f"h{horizon}"
-            tensors[f"targets_{name}"] = targets
-            counts[f"loss/{name}"] = counts[f"acc/{name}"] = count_targets(targets)
+        model_batch = horizon_batch(batch, self.params.depth + 1)
         for k in range(1, self.params.depth + 1):
-            tensors[f"ids_ahead_{k}"] = shifted_ids(batch.input_ids, k)
-        if batch.bidirectional_prompt:
-            tensors["prompt_lengths"] = batch.prompt_lengths
-        return ModelBatch(tensors=tensors, counts=counts, n_tokens=batch.n_real_tokens)
+            model_batch.tensors[f"ids_ahead_{k}"] = shifted_ids(batch.input_ids, k)
+        return model_batch
 
     def depth_outputs(self, model: nn.Module, extra: nn.Module, tensors: dict[str, Tensor]) -> tuple[Any, list[Tensor]]:
         """(the trunk's pass, h^k of every module k): one trunk forward, then the modules in sequence."""
@@ -153,8 +109,8 @@ class DeepSeekMTP:
             if prompt_lengths is not None:  # positions i < P - k hold prompt tokens only: they alone see both ways
                 allowed = allowed_attention(t["attention_mask"], (prompt_lengths - k).clamp(min=0))
                 positions = torch.arange(allowed.size(-1), device=allowed.device).expand(allowed.size(0), -1)
-                narrowed = layer_arguments(anat, hidden, positions, allowed)  # keeps a sliding last layer's window
-                arguments = {**arguments, "attention_mask": narrowed["attention_mask"]}
+                # keeps a sliding last layer's window
+                arguments = {**arguments, "attention_mask": last_layer_mask(anat, allowed, positions)}
             combined = module.combine(hidden, anat.embed(t[f"ids_ahead_{k}"]))
             hidden = run_layer(module.block, combined, arguments)
             outputs.append(hidden)
@@ -180,16 +136,14 @@ class DeepSeekMTP:
         return model
 
     def save_extra(self, extra: nn.Module, directory: Path) -> None:
-        save_heads(extra, directory, self.name, self.params.model_dump(mode="json"))
+        save_heads(extra, directory, self.name, self.params)
 
     def make_drafter(self, model: nn.Module, extra: nn.Module | None, k: int) -> DeepSeekDrafter | None:
-        if extra is None or k < 1:
-            return None
-        return DeepSeekDrafter(model, list(extra.depths)[:k])
+        return heads_drafter(DeepSeekDrafter, model, extra.depths if extra is not None else None, k)
 
 
 class DeepSeekDrafter:
-    """Self-speculative drafting with the MTP modules (a :class:`mtp_bench.api.Drafter`).
+    """Self-speculative drafting with the MTP modules (a :class:`mtp_bench.method.protocol.Drafter`).
 
     Module k at position i needs t_{i+k}, so it can process a position for good only once that token is accepted;
     its KV cache holds those positions, and its outputs there are kept for module k+1. To draft after the last
@@ -200,7 +154,6 @@ class DeepSeekDrafter:
     def __init__(self, model: nn.Module, modules: list[DeepSeekModule]):
         self.model, self.modules, self.max_drafts = model, modules, len(modules)
         self.anat = anatomy(model)
-        self.cache_keyword = cache_keyword(model)
         self._reset(0, False)
 
     def _reset(self, prompt_length: int, bidirectional: bool) -> None:
@@ -214,9 +167,7 @@ class DeepSeekDrafter:
                 bidirectional: bool = False) -> Tensor:
         if past_length == 0:
             self._reset(input_ids.numel(), bidirectional)
-        with capture_last_layer(self.anat) as capture:
-            logits = self.model(**decode_inputs(self.model, input_ids, past_length, bidirectional),
-                                **{self.cache_keyword: cache}, use_cache=True).logits[0]
+        logits, capture = verifier_forward(self.anat, input_ids, cache, past_length, bidirectional)
         self.new_tokens, self.new_hidden, self.past_length = input_ids.tolist(), capture.output[0], past_length
         return logits
 

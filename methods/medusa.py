@@ -16,61 +16,21 @@ plain model; heads are saved beside it and reloaded with :func:`load_heads`; the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from mtp_bench.api import (
-    LossOutput,
-    MethodContext,
-    ModelBatch,
-    TokenBatch,
-    count_targets,
-    future_targets,
-    plain_forward_inputs,
-)
-from mtp_bench.models.anatomy import (
-    Anatomy,
-    anatomy,
-    cache_keyword,
-    capture_last_layer,
-    decode_inputs,
-    heads_config,
-    load_heads_state,
-    save_heads,
-    target_loss,
-)
-
-
-class MedusaParams(BaseModel):
-    """Settings of Medusa heads."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    variant: Literal["medusa-1", "medusa-2"] = "medusa-2"
-    """``medusa-1``: frozen backbone, only the heads train; ``medusa-2``: heads and backbone train jointly."""
-
-    n_heads: int = Field(default=4, ge=1)
-    """K, the number of heads; head i predicts x_{t+i+1} (the Medusa paper uses 5)."""
-
-    n_layers: int = Field(default=1, ge=1)
-    """Residual blocks per head (Medusa: 1)."""
-
-    own_lm_head: bool = True
-    """Each head has its own output layer, initialised from the LM head (Medusa). False: heads share the model's
-    LM head (K * vocabulary * hidden fewer parameters; under medusa-2 the shared head also trains on their loss)."""
-
-    head_weight: float | None = Field(default=None, ge=0.0)
-    """Weight of head 1's loss; head i gets ``head_weight * decay^(i-1)``. Default: 1.0 (medusa-1), 0.2 (medusa-2)."""
-
-    decay: float = Field(default=0.8, gt=0.0)
-    """Per-head decay of the loss weight (Medusa: 0.8)."""
-
-    base_weight: float = Field(default=1.0, ge=0.0)
-    """Weight of the next-token loss under medusa-2 (medusa-1 always uses 0: the backbone is frozen)."""
+from mtp_bench.method.anatomy import Anatomy, anatomy
+from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.method.decoding import verifier_forward
+from mtp_bench.method.heads import heads_drafter, horizon_batch, load_saved_heads, save_heads
+from mtp_bench.method.masks import plain_forward_inputs
+from mtp_bench.method.protocol import MethodContext
+from mtp_bench.method.targets import target_loss
+from mtp_bench.methods.params import MedusaParams
 
 
 class ResidualBlock(nn.Module):
@@ -117,8 +77,7 @@ def build_heads(model: nn.Module, params: MedusaParams) -> MedusaHeads:
 
 def load_heads(model: nn.Module, directory: Path) -> MedusaHeads:
     """The heads saved beside an export (its folder or its ``extra`` subfolder), rebuilt for ``model``."""
-    folder, params = heads_config(directory, Medusa.name)
-    return load_heads_state(build_heads(model, MedusaParams.model_validate(params)), folder)
+    return load_saved_heads(model, directory, Medusa.name, MedusaParams, build_heads)
 
 
 def head_logits(anat: Anatomy, head: MedusaHead, hidden: Tensor) -> Tensor:
@@ -132,19 +91,20 @@ def head_logits(anat: Anatomy, head: MedusaHead, hidden: Tensor) -> Tensor:
     return logits
 
 
+@dataclass(eq=False)
 class Medusa:
+    params: MedusaParams
+    context: MethodContext
     name: ClassVar[str] = "medusa"
     Params: ClassVar[type] = MedusaParams
 
-    def __init__(self, params: MedusaParams, context: MethodContext):
-        if params.variant == "medusa-1" and context.train_mode != "full":
+    def __post_init__(self) -> None:
+        if self.params.variant == "medusa-1" and self.context.train_mode != "full":
             raise ValueError(
-                f"medusa variant medusa-1 freezes the backbone, so train.mode={context.train_mode!r} would train "
+                f"medusa variant medusa-1 freezes the backbone, so train.mode={self.context.train_mode!r} would train "
                 "nothing but the heads on an unchanged model (LoRA adapters get no gradient; a pretraining backbone "
                 "stays random): use train.mode=full, or variant medusa-2"
             )
-        self.params = params
-        self.context = context
 
     @property
     def frozen(self) -> bool:
@@ -162,16 +122,7 @@ class Medusa:
         return build_heads(model, self.params)
 
     def transform(self, batch: TokenBatch, generator: torch.Generator) -> ModelBatch:
-        tensors = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        counts: dict[str, Tensor | int] = {}
-        for horizon in range(1, self.params.n_heads + 2):
-            targets = future_targets(batch.labels, horizon)
-            name = "ntp" if horizon == 1 else f"h{horizon}"
-            tensors[f"targets_{name}"] = targets
-            counts[f"loss/{name}"] = counts[f"acc/{name}"] = count_targets(targets)
-        if batch.bidirectional_prompt:
-            tensors["prompt_lengths"] = batch.prompt_lengths
-        return ModelBatch(tensors=tensors, counts=counts, n_tokens=batch.n_real_tokens)
+        return horizon_batch(batch, self.params.n_heads + 1)
 
     def loss(self, model: nn.Module, extra: nn.Module | None, batch: ModelBatch) -> LossOutput:
         if extra is None:
@@ -197,30 +148,25 @@ class Medusa:
         return model
 
     def save_extra(self, extra: nn.Module, directory: Path) -> None:
-        save_heads(extra, directory, self.name, self.params.model_dump(mode="json"))
+        save_heads(extra, directory, self.name, self.params)
 
     def make_drafter(self, model: nn.Module, extra: nn.Module | None, k: int) -> MedusaDrafter | None:
-        if extra is None or k < 1:
-            return None
-        return MedusaDrafter(model, list(extra.heads)[:k])
+        return heads_drafter(MedusaDrafter, model, extra.heads if extra is not None else None, k)
 
 
 class MedusaDrafter:
-    """Self-speculative drafting with Medusa heads (a :class:`mtp_bench.api.Drafter`, greedy top-1 drafts, no
+    """Self-speculative drafting with Medusa heads (a :class:`mtp_bench.method.protocol.Drafter`, greedy top-1 drafts, no
     tree): the verifier's forward records the final hidden states; head i drafts x_{t+i+1} from the last accepted
     position."""
 
     def __init__(self, model: nn.Module, heads: list[MedusaHead]):
         self.model, self.heads, self.max_drafts = model, heads, len(heads)
         self.anat = anatomy(model)
-        self.cache_keyword = cache_keyword(model)
 
     @torch.inference_mode()
     def forward(self, input_ids: Tensor, cache: Any, past_length: int, prefill: bool = False,
                 bidirectional: bool = False) -> Tensor:
-        with capture_last_layer(self.anat) as capture:
-            logits = self.model(**decode_inputs(self.model, input_ids, past_length, bidirectional),
-                                **{self.cache_keyword: cache}, use_cache=True).logits[0]
+        logits, capture = verifier_forward(self.anat, input_ids, cache, past_length, bidirectional)
         self.hidden = capture.final[0]
         return logits
 

@@ -16,57 +16,22 @@ Export is the plain model; the heads are saved beside it (``heads.safetensors`` 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from mtp_bench.api import (
-    LossOutput,
-    MethodContext,
-    ModelBatch,
-    TokenBatch,
-    count_targets,
-    future_targets,
-    plain_forward_inputs,
-)
-from mtp_bench.models.anatomy import (
-    anatomy,
-    cache_keyword,
-    capture_last_layer,
-    crop_cache,
-    decode_inputs,
-    heads_config,
-    load_heads_state,
-    new_block,
-    new_cache,
-    run_layer,
-    run_trunk,
-    save_heads,
-    target_loss,
-)
-
-
-class MTPHeadsParams(BaseModel):
-    """Settings of multi-token prediction with extra heads. Defaults: the MuToR paper's tuned baseline."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    n_future: int = Field(default=2, ge=1)
-    """Tokens predicted per position, the next one included: ``n_future - 1`` extra heads (1: plain NTP)."""
-
-    a: float = Field(default=0.1, ge=0.0, le=1.0)
-    """Weight of the extra heads: ``(1 - a) * L_ntp + a * mean_i L_i``. Ignored when ``n_future`` is 1."""
-
-    init: Literal["last_block", "random"] = "last_block"
-    """Initial extra heads: copies of the model's last decoder layer, or freshly initialised layers."""
-
-    sequential_backward: bool = False
-    """Recompute each head (layer, LM head, loss) in the backward pass, one at a time: peak memory holds one head's
-    logits instead of all of them, at the cost of one extra forward per head. Same gradients."""
+from mtp_bench.method.anatomy import anatomy, new_block, run_layer, run_trunk
+from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.method.decoding import crop_cache, new_cache, verifier_forward
+from mtp_bench.method.heads import heads_drafter, horizon_batch, load_saved_heads, save_heads
+from mtp_bench.method.masks import plain_forward_inputs
+from mtp_bench.method.protocol import MethodContext
+from mtp_bench.method.targets import target_loss
+from mtp_bench.methods.params import MTPHeadsParams
 
 
 class TransformerHeads(nn.Module):
@@ -85,18 +50,16 @@ def build_heads(model: nn.Module, params: MTPHeadsParams) -> TransformerHeads:
 
 def load_heads(model: nn.Module, directory: Path) -> TransformerHeads:
     """The heads saved beside an export (its folder or its ``extra`` subfolder), rebuilt for ``model``."""
-    folder, params = heads_config(directory, MultiTokenHeads.name)
-    settings = MTPHeadsParams.model_validate({**params, "init": "last_block"})  # weights are overwritten anyway
-    return load_heads_state(build_heads(model, settings), folder)
+    # init last_block: the weights are overwritten anyway
+    return load_saved_heads(model, directory, MultiTokenHeads.name, MTPHeadsParams, build_heads, init="last_block")
 
 
+@dataclass(eq=False)
 class MultiTokenHeads:
+    params: MTPHeadsParams
+    context: MethodContext
     name: ClassVar[str] = "mtp_heads"
     Params: ClassVar[type] = MTPHeadsParams
-
-    def __init__(self, params: MTPHeadsParams, context: MethodContext):
-        self.params = params
-        self.context = context
 
     @property
     def horizons(self) -> range:
@@ -106,16 +69,7 @@ class MultiTokenHeads:
         return build_heads(model, self.params) if self.params.n_future > 1 else None
 
     def transform(self, batch: TokenBatch, generator: torch.Generator) -> ModelBatch:
-        tensors = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        counts: dict[str, Tensor | int] = {}
-        for horizon in range(1, self.params.n_future + 1):
-            targets = future_targets(batch.labels, horizon)
-            name = "ntp" if horizon == 1 else f"h{horizon}"
-            tensors[f"targets_{name}"] = targets
-            counts[f"loss/{name}"] = counts[f"acc/{name}"] = count_targets(targets)
-        if batch.bidirectional_prompt:
-            tensors["prompt_lengths"] = batch.prompt_lengths
-        return ModelBatch(tensors=tensors, counts=counts, n_tokens=batch.n_real_tokens)
+        return horizon_batch(batch, self.params.n_future)
 
     def loss(self, model: nn.Module, extra: nn.Module | None, batch: ModelBatch) -> LossOutput:
         t = batch.tensors
@@ -154,23 +108,20 @@ class MultiTokenHeads:
         return model
 
     def save_extra(self, extra: nn.Module, directory: Path) -> None:
-        save_heads(extra, directory, self.name, self.params.model_dump(mode="json"))
+        save_heads(extra, directory, self.name, self.params)
 
     def make_drafter(self, model: nn.Module, extra: nn.Module | None, k: int) -> HeadsDrafter | None:
-        if extra is None or k < 1:
-            return None
-        return HeadsDrafter(model, list(extra.blocks)[:k])
+        return heads_drafter(HeadsDrafter, model, extra.blocks if extra is not None else None, k)
 
 
 class HeadsDrafter:
-    """Self-speculative drafting with the extra heads (a :class:`mtp_bench.api.Drafter`): every verifier forward
+    """Self-speculative drafting with the extra heads (a :class:`mtp_bench.method.protocol.Drafter`): every verifier forward
     also runs each head's layer on the last layer's input (each head keeps its own KV cache); after acceptance,
     head i drafts x_{t+i} from the last accepted position."""
 
     def __init__(self, model: nn.Module, blocks: list[nn.Module]):
         self.model, self.blocks, self.max_drafts = model, blocks, len(blocks)
         self.anat = anatomy(model)
-        self.cache_keyword = cache_keyword(model)
         self.caches: list[Any] = []
         self.hidden: list[Tensor] = []
         self.past_length = 0
@@ -180,9 +131,7 @@ class HeadsDrafter:
                 bidirectional: bool = False) -> Tensor:
         if past_length == 0:
             self.caches = [new_cache() for _ in self.blocks]
-        with capture_last_layer(self.anat) as capture:
-            logits = self.model(**decode_inputs(self.model, input_ids, past_length, bidirectional),
-                                **{self.cache_keyword: cache}, use_cache=True).logits[0]
+        logits, capture = verifier_forward(self.anat, input_ids, cache, past_length, bidirectional)
         self.hidden = [run_layer(block, capture.input, capture.arguments, head_cache)[0]
                        for block, head_cache in zip(self.blocks, self.caches)]
         self.past_length = past_length

@@ -11,10 +11,14 @@ How this file realises the paper for any Hugging Face causal LM that takes a 4D 
 - One shared register vector (the paper's single ``<reg>`` embedding) lives in the method's ``extra`` module and is
   injected through ``inputs_embeds``. It is not a vocabulary row, so it never becomes an output class under tied
   embeddings, stays trainable under LoRA, and the exported model is the base model unchanged.
-- Layout: registers are *appended* after the real tokens (one slot each) instead of interleaved; their position ids
-  and the 4D mask say where they "are". The maths equals interleaving (a register is seen by no other token, so its
-  slot order is irrelevant), real tokens keep their indices, and all indexing is a handful of vectorised gathers.
-  Registers whose target runs past the sequence get no slot at all (the official code keeps them, ignored).
+- Layout: each row's registers sit right after *its own* real tokens (one slot each) instead of interleaved; their
+  position ids and the 4D mask say where they "are". The maths equals interleaving (a register is seen by no other
+  token, so its slot order is irrelevant), real tokens keep their indices, and all indexing is a handful of
+  vectorised gathers. Packing per row (not after the longest row) keeps the padding of rows with very different
+  register counts small. Registers whose target runs past the sequence get no slot at all (the official code keeps
+  them, ignored).
+- Cost: one forward of real tokens and registers together; the LM head runs only where there is a target (answer
+  tokens and valid registers), never on prompt, padding or padded register slots.
 - Which registers: one after every x_t whose successor x_{t+1} is a training target (answer tokens in fine-tuning,
   so none in the prompt; every token but the first in pretraining), kept if x_{t+d} is a target too; or, with
   ``registers_per_sequence``, that many drawn at random among those (the paper's sparse registers).
@@ -31,62 +35,21 @@ How this file realises the paper for any Hugging Face causal LM that takes a 4D 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
-from mtp_bench.api import (
-    IGNORE_INDEX,
-    LossOutput,
-    MethodContext,
-    ModelBatch,
-    TokenBatch,
-    allowed_attention,
-    as_input_embedding,
-    correct_sum,
-    count_targets,
-    cross_entropy_sum,
-    model_attention_mask,
-    shifted_targets,
-    sliding_window,
-)
-from mtp_bench.models.anatomy import RegisterDrafter
+from mtp_bench.method.anatomy import anatomy, as_input_embedding
+from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.method.decoding import cache_keyword, custom_attention
+from mtp_bench.method.protocol import MethodContext
+from mtp_bench.method.targets import count_targets, shifted_targets, target_loss
+from mtp_bench.methods.mutor_layout import RegisterLayout, place_registers, register_forward_inputs, select_registers
+from mtp_bench.methods.params import MuToRParams
 
 MASK_IMPLEMENTATIONS = ("eager", "sdpa")  # attention kernels that read an arbitrary 4D mask
-
-
-class MuToRParams(BaseModel):
-    """Settings of MuToR. Defaults are the paper's best for GSM8K fine-tuning (d_max 4, a 0.3)."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    a: float = Field(default=0.3, ge=0.0, le=1.0)
-    """Weight of the register loss: ``(1 - a) * L_ntp + a * L_reg``. With 0 the objective is plain NTP."""
-
-    d_min: int = Field(default=1, ge=1)
-    """Smallest offset: a register after x_t predicts x_{t+d}, d drawn per sequence uniformly from d_min..d_max
-    (the paper uses 1 for fine-tuning, 2 for the star-graph task)."""
-
-    d_max: int = Field(default=4, ge=1)
-    """Largest offset (the paper: 4 for GSM8K, 6 with the largest data sets, 3-4 for summarisation)."""
-
-    register_init: Literal["mean", "random"] = "mean"
-    """Initial register embedding: ``mean`` of the input-embedding rows (a typical token, so early training is
-    not disturbed by an out-of-distribution input), or ``random``: normal with the embeddings' standard deviation
-    (close to what the official code got from resizing the vocabulary)."""
-
-    registers_per_sequence: int | None = Field(default=None, ge=1)
-    """Sparse registers: this many per sequence at random positions among the eligible ones (the paper's image
-    experiments). None: a register before every target token (dense, the paper's language setting)."""
-
-    @model_validator(mode="after")
-    def _offsets_ordered(self) -> MuToRParams:
-        if self.d_min > self.d_max:
-            raise ValueError(f"d_min ({self.d_min}) must not exceed d_max ({self.d_max})")
-        return self
 
 
 class RegisterEmbedding(nn.Module):
@@ -97,144 +60,17 @@ class RegisterEmbedding(nn.Module):
         self.register = nn.Parameter(vector.detach().clone())
 
 
-# --------------------------------------------------------------------------------------- register layout ----
-# Plain functions over tensors, so that other users (e.g. a register-based drafter) can build the same inputs.
-
-
-@dataclass
-class RegisterLayout:
-    """Registers of a right-padded batch, compacted to ``R`` slots per row (appended after the ``T`` real tokens).
-
-    The register in slot r of row b sits after real token ``anchors[b, r]`` and predicts the token ``offsets[b, r]``
-    steps after it; slots with ``valid`` False are padding (they attend to themselves only and have no target).
-    """
-
-    anchors: Tensor  # [B, R] long
-    offsets: Tensor  # [B, R] long
-    valid: Tensor  # [B, R] bool
-
-    @property
-    def positions(self) -> Tensor:
-        """Position id of each register: that of x_{t+d-1} (see the module docstring); 0 on padding slots."""
-        return torch.where(self.valid, self.anchors + self.offsets - 1, torch.zeros_like(self.anchors))
-
-    @property
-    def count(self) -> int:
-        return self.anchors.size(1)
-
-
-def select_registers(
-    labels: Tensor,
-    offsets: Tensor,
-    registers_per_sequence: int | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[RegisterLayout, Tensor]:
-    """The registers of a batch and their targets (``IGNORE_INDEX`` on padding slots).
-
-    ``labels`` [B, T] as in :class:`TokenBatch`; ``offsets`` [B] the d of each sequence. A register goes after every
-    x_t whose successor is a target and whose x_{t+d} is a target, or (sparse) after ``registers_per_sequence`` of
-    those drawn with ``generator``.
-    """
-    bsz, length = labels.shape
-    device = labels.device
-    steps = torch.arange(length, device=device)
-    target_index = steps[None, :] + offsets[:, None]  # [B, T]
-    targets = labels.gather(1, target_index.clamp(max=length - 1))
-    targets = torch.where(target_index < length, targets, IGNORE_INDEX)
-    eligible = (shifted_targets(labels) != IGNORE_INDEX) & (targets != IGNORE_INDEX)
-    if registers_per_sequence is not None and length > 0:
-        scores = torch.rand(bsz, length, generator=generator, device=device).masked_fill(~eligible, 2.0)
-        chosen = scores.topk(min(registers_per_sequence, length), dim=1, largest=False).indices
-        eligible = torch.zeros_like(eligible).scatter_(1, chosen, eligible.gather(1, chosen))
-    per_row = eligible.sum(1)
-    slots = int(per_row.max()) if bsz else 0
-    # A stable sort puts each row's chosen anchors first, in sequence order.
-    anchors = torch.sort((~eligible).to(torch.int8), dim=1, stable=True).indices[:, :slots]
-    valid = torch.arange(slots, device=device)[None, :] < per_row[:, None]
-    anchors = torch.where(valid, anchors, torch.zeros_like(anchors))
-    register_targets = torch.where(valid, targets.gather(1, anchors), IGNORE_INDEX)
-    layout = RegisterLayout(anchors=anchors, offsets=offsets[:, None].expand(bsz, slots), valid=valid)
-    return layout, register_targets
-
-
-def trailing_registers(attention_mask: Tensor, offsets: list[int]) -> RegisterLayout:
-    """Registers after the last real token of each right-padded row, one per offset (e.g. ``[2, 3, 4]`` to draft
-    x_{t+2..t+4} beside the model's own next-token prediction): the inputs a register-based drafter needs."""
-    bsz = attention_mask.size(0)
-    last = (attention_mask.sum(1) - 1).clamp(min=0)
-    device = attention_mask.device
-    return RegisterLayout(
-        anchors=last[:, None].expand(bsz, len(offsets)),
-        offsets=torch.tensor(offsets, dtype=torch.long, device=device)[None, :].expand(bsz, len(offsets)),
-        valid=torch.ones(bsz, len(offsets), dtype=torch.bool, device=device),
-    )
-
-
-def attention_with_registers(real_allowed: Tensor, layout: RegisterLayout) -> Tensor:
-    """Boolean [B, T+R, T+R] mask (True = may attend) from the real tokens' [B, T, T] mask: real tokens never see
-    registers; a register sees what its anchor sees, and itself."""
-    bsz, length, _ = real_allowed.shape
-    slots = layout.count
-    allowed = real_allowed.new_zeros(bsz, length + slots, length + slots)  # real -> register stays False
-    allowed[:, :length, :length] = real_allowed
-    rows = layout.anchors[:, :, None].expand(bsz, slots, length)
-    allowed[:, length:, :length] = real_allowed.gather(1, rows) & layout.valid[:, :, None]
-    allowed[:, length:, length:] = torch.eye(slots, dtype=torch.bool, device=real_allowed.device)
-    return allowed
-
-
-def kernel_attention_masks(
-    real_allowed: Tensor, layout: RegisterLayout, model: nn.Module
-) -> Tensor | dict[str, Tensor]:
-    """The 4D mask(s) to pass as ``attention_mask``. Hugging Face uses a custom 4D mask as-is for every layer, so
-    for sliding-window models (Gemma 2/3, Mistral, Qwen2 with ``use_sliding_window``) the window is applied here:
-    to the real tokens exactly as Hugging Face does (query i sees key j only if i - j < window), and registers
-    inherit it from their anchor. Models with both layer kinds get one mask per kind, keyed as their forward reads."""
-    full = model_attention_mask(attention_with_registers(real_allowed, layout), model)
-    window = sliding_window(model)
-    if window is None:
-        return full
-    index = torch.arange(real_allowed.size(1), device=real_allowed.device)
-    near = (index[:, None] - index[None, :]) < window
-    sliding = model_attention_mask(attention_with_registers(real_allowed & near, layout), model)
-    if getattr(model.config, "layer_types", None) is None:
-        return sliding  # every layer slides
-    return {"full_attention": full, "sliding_attention": sliding}
-
-
-def register_forward_inputs(
-    model: nn.Module,
-    register: Tensor,
-    input_ids: Tensor,
-    attention_mask: Tensor,
-    layout: RegisterLayout,
-    prompt_lengths: Tensor | None = None,
-) -> dict[str, Any]:
-    """Forward arguments for real tokens followed by the layout's register slots: ``inputs_embeds`` (token
-    embeddings, then the register vector), ``position_ids`` and the 4D mask in the form the model's kernel reads.
-    ``prompt_lengths`` turns on the bidirectional prompt block."""
-    bsz, length = input_ids.shape
-    embedding = model.get_input_embeddings()
-    embeddings = embedding(input_ids)
-    registers = as_input_embedding(register, embedding, embeddings.dtype).expand(bsz, layout.count, -1)
-    real_positions = torch.arange(length, device=input_ids.device).expand(bsz, length)
-    return {
-        "inputs_embeds": torch.cat([embeddings, registers], dim=1),
-        "position_ids": torch.cat([real_positions, layout.positions], dim=1),
-        "attention_mask": kernel_attention_masks(allowed_attention(attention_mask, prompt_lengths), layout, model),
-    }
 
 
 # ------------------------------------------------------------------------------------------------ method ----
 
 
+@dataclass(eq=False)
 class MuToR:
+    params: MuToRParams
+    context: MethodContext
     name: ClassVar[str] = "mutor"
     Params: ClassVar[type] = MuToRParams
-
-    def __init__(self, params: MuToRParams, context: MethodContext):
-        self.params = params
-        self.context = context
 
     @property
     def offsets(self) -> range:
@@ -285,41 +121,45 @@ class MuToR:
         # The 4D mask is built in ``loss``, not here: the loop transforms every micro-batch of a step up front.
         return ModelBatch(tensors=tensors, counts=counts, n_tokens=batch.n_real_tokens + int(n_registers))
 
-    def logits(self, model: nn.Module, extra: nn.Module, batch: ModelBatch) -> tuple[Tensor, Tensor]:
-        """(real-token logits [B, T, V], register logits [B, R, V]) of one forward pass."""
+    def hidden_states(self, model: nn.Module, extra: nn.Module, batch: ModelBatch) -> tuple[Tensor, Tensor]:
+        """(final-normed hidden states of the real tokens [B, T, d], of the register slots [B, R, d]) of one forward
+        pass; padding slots hold whatever their clamped column holds."""
         t = batch.tensors
         layout = RegisterLayout(anchors=t["anchors"], offsets=t["offsets"], valid=t["register_valid"])
         inputs = register_forward_inputs(
             model, extra.register, t["input_ids"], t["attention_mask"], layout, t.get("prompt_lengths")
         )
-        logits = model(**inputs, use_cache=False).logits
+        hidden = anatomy(model).backbone(**inputs, use_cache=False).last_hidden_state
         length = t["input_ids"].size(1)
-        return logits[:, :length], logits[:, length:]
+        columns = place_registers(t["attention_mask"].sum(1), layout, length).columns
+        registers = hidden.gather(1, columns[:, :, None].expand(-1, -1, hidden.size(-1)))
+        return hidden[:, :length], registers
+
+    def logits(self, model: nn.Module, extra: nn.Module, batch: ModelBatch) -> tuple[Tensor, Tensor]:
+        """(real-token logits [B, T, V], register logits [B, R, V]) of one forward pass (for inspection; the loss
+        runs the LM head only where there are targets)."""
+        real, registers = self.hidden_states(model, extra, batch)
+        anat = anatomy(model)
+        return anat.logits(real), anat.logits(registers)
 
     def loss(self, model: nn.Module, extra: nn.Module | None, batch: ModelBatch) -> LossOutput:
         if extra is None:
             raise ValueError("mutor.loss needs the RegisterEmbedding that mutor.prepare returned")
         t = batch.tensors
-        real_logits, register_logits = self.logits(model, extra, batch)
-        register_targets, valid, offsets = t["register_targets"], t["register_valid"], t["offsets"]
+        anat = anatomy(model)
+        real_hidden, register_hidden = self.hidden_states(model, extra, batch)
+        ntp_loss, ntp_correct = target_loss(anat.logits, real_hidden, t["targets"])
+        valid = t["register_valid"]
+        register_logits, register_targets = anat.logits(register_hidden[valid]), t["register_targets"][valid]
         # Per-register losses once, then summed per offset: one log-softmax over the register logits, not one per d.
-        per_register = F.cross_entropy(
-            register_logits.reshape(-1, register_logits.size(-1)).float(),
-            register_targets.reshape(-1),
-            ignore_index=IGNORE_INDEX,
-            reduction="none",
-        ).view_as(register_targets)
-        correct = (register_logits.detach().argmax(-1) == register_targets) & valid
-        sums = {
-            "loss/ntp": cross_entropy_sum(real_logits, t["targets"]),
-            "acc/ntp": correct_sum(real_logits, t["targets"]),
-            "loss/reg": per_register.sum(),
-            "acc/reg": correct.sum(),
-        }
+        per_register = F.cross_entropy(register_logits.float(), register_targets, reduction="none")
+        correct = register_logits.detach().argmax(-1) == register_targets
+        offsets = t["offsets"][valid]
+        sums = {"loss/ntp": ntp_loss, "acc/ntp": ntp_correct, "loss/reg": per_register.sum(), "acc/reg": correct.sum()}
         for offset in self.offsets:
-            selected = valid & (offsets == offset)
-            sums[f"loss/h{offset}"] = (per_register * selected).sum()
-            sums[f"acc/h{offset}"] = (correct & selected).sum()
+            selected = offsets == offset
+            sums[f"loss/h{offset}"] = per_register[selected].sum()
+            sums[f"acc/h{offset}"] = correct[selected].sum()
         weights = {"loss/ntp": 1.0 - self.params.a, "loss/reg": self.params.a}
         return LossOutput(sums=sums, weights=weights)
 
@@ -333,3 +173,62 @@ class MuToR:
 
     def export(self, model: nn.Module, extra: nn.Module | None) -> nn.Module:
         return model  # registers are a training device only: the plain causal LM, unchanged
+
+
+# ---------------------------------------------------------------------------------------------- drafting ----
+
+
+class RegisterDrafter:
+    """Self-speculative drafting with MuToR registers (satisfies :class:`mtp_bench.method.protocol.Drafter`).
+
+    After each real token x_t that may end the accepted prefix, k registers are appended in the same forward as the
+    verifier's tokens: the one for offset d (2..k+1) has the position id of x_{t+d-1} (exactly as in training),
+    attends to every real token up to x_t and to itself, and its prediction drafts x_{t+d}. Real tokens never see
+    registers, so the verifier's logits are those of the plain model; registers sit after all real tokens in the
+    cache and leave it when the decoder crops it to the accepted length.
+    """
+
+    def __init__(self, model: nn.Module, register: Tensor, k: int):
+        self.model, self.register, self.max_drafts = model, register, k
+        self.anat = anatomy(model)
+        self.cache_keyword = cache_keyword(model)
+        self._drafts: dict[int, list[int]] = {}
+
+    @torch.inference_mode()
+    def forward(self, input_ids: Tensor, cache: Any, past_length: int, prefill: bool = False,
+                bidirectional: bool = False) -> Tensor:
+        n, k, device = input_ids.numel(), self.max_drafts, input_ids.device
+        anchors = [n - 1] if prefill else list(range(n))  # a prefill is only ever continued after its last token
+        step = torch.arange(n, device=device)
+        real_allowed = step[None, :] <= step[:, None]
+        if bidirectional:
+            real_allowed = torch.ones_like(real_allowed)
+        slots = len(anchors) * k
+        total = n + slots
+        allowed = torch.zeros(total, past_length + total, dtype=torch.bool, device=device)
+        allowed[:, :past_length] = True
+        allowed[:n, past_length : past_length + n] = real_allowed
+        anchor_of_slot = torch.tensor(anchors, device=device).repeat_interleave(k)
+        offset_of_slot = torch.arange(2, k + 2, device=device).repeat(len(anchors))
+        allowed[n:, past_length : past_length + n] = real_allowed[anchor_of_slot]
+        allowed[n:, past_length + n :] = torch.eye(slots, dtype=torch.bool, device=device)
+        positions = torch.cat([past_length + step, past_length + anchor_of_slot + offset_of_slot - 1])
+        embeddings = self.anat.embed(input_ids.reshape(1, n))
+        registers = as_input_embedding(self.register, self.anat.embed_tokens, embeddings.dtype).expand(1, slots, -1)
+        # Sliding windows are measured from each query's anchor, as in training: a register sees its anchor's keys.
+        window_at = torch.cat([past_length + step, past_length + anchor_of_slot])
+        keys = torch.cat([torch.arange(past_length, device=device), window_at])
+        mask = custom_attention(self.anat.model, allowed[None], window_at[None], keys[None])
+        logits = self.model(
+            inputs_embeds=torch.cat([embeddings, registers], dim=1),
+            position_ids=positions[None],
+            attention_mask=mask,
+            **{self.cache_keyword: cache},
+            use_cache=True,
+        ).logits[0]
+        drafted = logits[n:].argmax(-1).view(len(anchors), k).tolist()
+        self._drafts = dict(zip(anchors, drafted))
+        return logits[:n]
+
+    def accept(self, kept: int, next_token: int) -> list[int]:
+        return self._drafts.get(kept - 1, [])

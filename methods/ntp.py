@@ -1,42 +1,31 @@
 """Next-token prediction: the baseline every multi-token objective is compared against.
 
 Loss = token-mean cross-entropy of x_{t+1} given x_{<=t} over the target tokens (answer tokens in fine-tuning, every
-token in pretraining), through the model's own LM head.
+token in pretraining), through the model's own LM head. The LM head runs only at positions that have a target (as in
+every method here), so no method is charged for vocabulary-sized logits of prompt or padding positions.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from mtp_bench.api import (
-    LossOutput,
-    MethodContext,
-    ModelBatch,
-    TokenBatch,
-    correct_sum,
-    count_targets,
-    cross_entropy_sum,
-    plain_forward_inputs,
-    shifted_targets,
-)
+from mtp_bench.method.anatomy import anatomy
+from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.method.masks import plain_forward_inputs
+from mtp_bench.method.protocol import MethodContext
+from mtp_bench.method.targets import count_targets, shifted_targets, target_loss
+from mtp_bench.methods.params import NTPParams
 
 
-class NTPParams(BaseModel):
-    """Next-token prediction has no settings of its own."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-
+@dataclass(eq=False)
 class NextTokenPrediction:
+    params: NTPParams
+    context: MethodContext
     name: ClassVar[str] = "ntp"
     Params: ClassVar[type] = NTPParams
-
-    def __init__(self, params: NTPParams, context: MethodContext):
-        self.params = params
-        self.context = context
 
     def prepare(self, model: nn.Module, tokenizer: Any) -> nn.Module | None:
         return None
@@ -53,11 +42,11 @@ class NextTokenPrediction:
 
     def loss(self, model: nn.Module, extra: nn.Module | None, batch: ModelBatch) -> LossOutput:
         t = batch.tensors
-        logits = model(**plain_forward_inputs(t["input_ids"], t["attention_mask"], model, t.get("prompt_lengths"))).logits
-        return LossOutput(
-            sums={"loss/ntp": cross_entropy_sum(logits, t["targets"]), "acc/ntp": correct_sum(logits, t["targets"])},
-            weights={"loss/ntp": 1.0},
-        )
+        anat = anatomy(model)
+        inputs = plain_forward_inputs(t["input_ids"], t["attention_mask"], model, t.get("prompt_lengths"))
+        hidden = anat.backbone(**inputs, use_cache=False).last_hidden_state
+        loss, correct = target_loss(anat.logits, hidden, t["targets"])
+        return LossOutput(sums={"loss/ntp": loss, "acc/ntp": correct}, weights={"loss/ntp": 1.0})
 
     def export(self, model: nn.Module, extra: nn.Module | None) -> nn.Module:
         return model

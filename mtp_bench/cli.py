@@ -1,24 +1,29 @@
 """``mtp-bench``: the command line. The only place that prints errors and chooses exit codes.
 
-Exit codes: 0 success; 1 a trial failed (the others finished and are recorded); 2 bad input (suite, overrides,
-plugin names, data paths) — one line per problem, no traceback.
+Sub-commands raise the typed errors of :mod:`mtp_bench.errors`; :func:`main` prints them and returns their exit code:
+0 success; 1 a trial failed (the others finished and are recorded); 2 bad input (suite, overrides, plugin names, data,
+resources): one line per problem naming the key path or file:line, at most five lines, no traceback; 130 interrupted.
+
+Building the parser and ``validate`` import no torch, mlflow, ray or scipy (``tests/test_cli.py`` checks): every
+heavy import sits inside the handler that needs it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_TRIAL_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+from mtp_bench.errors import EXIT_INTERRUPTED, EXIT_OK, BadInput, MtpBenchError, RunFailed, SuiteError
+
+MAX_ERROR_LINES = 5
+"""Most error lines printed for one failure; the rest are counted ("... and N more")."""
 
 # Sub-commands that live in their own modules: each exposes ``configure(parser)`` and ``main(args) -> int``.
 EXTERNAL_COMMANDS = {
-    "compare": ("mtp_bench.compare", "Compare methods of a suite from the MLflow store: mean, 95% CI, paired test"),
     "ui": ("mtp_bench.ui", "Serve the MLflow UI on a suite's store (127.0.0.1) and stop it cleanly on Ctrl-C"),
     "bench": ("mtp_bench.bench.cli", "Measure what each method and the harness cost; writes results/benchmarks.md"),
 }
@@ -33,49 +38,16 @@ def _console(stderr: bool = False) -> Any:
     return console
 
 
-def _fail(problems: list[str], code: int = EXIT_BAD_INPUT) -> int:
-    for problem in problems:
-        print(f"mtp-bench: error: {problem}", file=sys.stderr)
-    return code
-
-
-def _load(args: argparse.Namespace) -> tuple[Any, list[Any]]:
+def _load(args: argparse.Namespace, *, local_run: bool = False) -> tuple[Any, list[Any]]:
+    """The suite and its trials, through every check that needs no trial to start (resources too when
+    ``local_run`` says the trials would run on this machine)."""
+    from mtp_bench.preflight import check_all
     from mtp_bench.suite import expand_grid, load_suite
 
     suite = load_suite(args.suite, args.overrides)
     trials = expand_grid(suite)
-    _preflight_lm_eval(trials)
+    check_all(suite, trials, local_run=local_run)
     return suite, trials
-
-
-def _preflight_lm_eval(trials: list[Any]) -> None:
-    """Load every distinct lm-eval configuration of the grid (task names, data folders, the unsafe-code flag) as the
-    trials will, so that a typo fails now rather than in every trial. lm-eval is imported only when a suite uses it."""
-    if not any(trial.evaluation.lm_eval.tasks for trial in trials):
-        return
-    from mtp_bench.evaluation.lm_eval_bridge import LmEvalError, preflight
-    from mtp_bench.evaluation.runner import lm_eval_fallback_dir
-    from mtp_bench.suite import SuiteError
-
-    problems: list[str] = []
-    seen: set[tuple[str, str | None]] = set()
-    for trial in trials:
-        cfg = trial.evaluation.lm_eval
-        if not cfg.tasks:
-            continue
-        fallback = lm_eval_fallback_dir(trial.data.task, trial.data.params)
-        key = (cfg.model_dump_json(), fallback)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            preflight(cfg, fallback)
-        except LmEvalError as exc:
-            problem = " ".join(str(exc).split())  # one line, whatever lm-eval's own message held
-            if problem not in problems:
-                problems.append(problem)
-    if problems:
-        raise SuiteError(problems)
 
 
 # --------------------------------------------------------------------------------------------------- commands ----
@@ -83,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mtp_bench.scheduler import FAILED, ray_available, run_suite
     from mtp_bench.scheduler.summary import print_summary
 
-    suite, trials = _load(args)
+    suite, trials = _load(args, local_run=args.no_ray or not (args.address or os.environ.get("RAY_ADDRESS")))
     if args.address:
         os.environ["RAY_ADDRESS"] = args.address
     use_ray = not args.no_ray
@@ -92,14 +64,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     console.print(f"[bold]{suite.name}[/]: {len(trials)} trials ({'Ray' if use_ray else 'in-process'}), "
                   f"tracking at {suite.tracking.uri}")
+    suite_yaml = Path(args.suite).read_text(encoding="utf-8")  # read and checked once already: UTF-8, bounded
     result = run_suite(suite, trials, use_ray=use_ray, resume=args.resume, address=args.address,
-                       suite_yaml=Path(args.suite).read_text(), overrides=args.overrides, console=console)
+                       suite_yaml=suite_yaml, overrides=args.overrides, console=console)
     print_summary(console, result.reports)
-    if not args.no_compare and importlib.util.find_spec("mtp_bench.compare") is not None:
-        from mtp_bench.compare import compare_after_run
+    if not args.no_compare:
+        from mtp_bench.analysis.outputs import compare_after_run
 
-        compare_after_run(suite, result.parent_run_id, console)
-    return EXIT_TRIAL_FAILED if any(r.status == FAILED for r in result.reports) else EXIT_OK
+        compare_after_run(suite, result.parent_run_id, console, args.suite, args.overrides)
+    failed = sum(report.status == FAILED for report in result.reports)
+    if failed:
+        raise RunFailed(f"{failed} of {len(result.reports)} trials failed (see the table above)")
+    return EXIT_OK
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -151,7 +127,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_presets(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from mtp_bench.models.presets import DESCRIPTIONS, PRESETS
+    from mtp_bench.suite.presets import DESCRIPTIONS, PRESETS
 
     table = Table(title="Built-in model presets (model.preset)")
     table.add_column("name")
@@ -161,6 +137,18 @@ def cmd_presets(args: argparse.Namespace) -> int:
         table.add_row(name, model_type, DESCRIPTIONS.get(name, ""))
     _console().print(table)
     return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from mtp_bench.analysis.commands import compare
+
+    return compare(args)
+
+
+def cmd_steps(args: argparse.Namespace) -> int:
+    from mtp_bench.analysis.commands import steps
+
+    return steps(args)
 
 
 # ----------------------------------------------------------------------------------------------------- parser ----
@@ -199,14 +187,60 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, help=text).set_defaults(handler=handler)
 
+    _compare_parser(sub)
+    _steps_parser(sub)
+
     for name, (module, text) in EXTERNAL_COMMANDS.items():
-        if importlib.util.find_spec(module) is None:
-            continue
         command = sub.add_parser(name, help=text, description=text)
         loaded = importlib.import_module(module)
         loaded.configure(command)
         command.set_defaults(handler=loaded.main)
     return parser
+
+
+def _compare_parser(sub: Any) -> None:
+    text = ("Compare the methods of a suite from the MLflow store: mean and interval over seeds, paired differences "
+            "and tests over seeds; writes results/<suite>/ (tables, plots, provenance.yaml)")
+    parser = sub.add_parser("compare", help=text, description=text)
+    parser.add_argument("suite", nargs="?", help="suite YAML: its store, experiment, baseline and grid are used")
+    parser.add_argument("overrides", nargs="*", metavar="key.path=value",
+                        help="dotted overrides of the suite (those the run was given, so the trials match)")
+    parser.add_argument("--experiment", help="MLflow experiment to compare (without a suite, or instead of its)")
+    parser.add_argument("--store", help="MLflow tracking URI (default: the suite's, else $MLFLOW_TRACKING_URI, else "
+                                        "sqlite:///results/mlflow.db)")
+    parser.add_argument("--baseline", help="method label the others are tested against (default: the suite's)")
+    parser.add_argument("--metric", help="headline metric of the plots and the power note, e.g. gsm8k/exact_match "
+                                         "(default: the trials' checkpoint-selection metric)")
+    parser.add_argument("--output", help="folder for the tables, plots and provenance.yaml (default: "
+                                         "results/<suite>)")
+    parser.set_defaults(handler=cmd_compare)
+
+
+def _steps_parser(sub: Any) -> None:
+    text = ("When does each method learn? Steps-, tokens-, FLOPs- and seconds-to-accuracy from the validation "
+            "curves in the store, seeds paired against the baseline; per-trial tables and a decision rule")
+    parser = sub.add_parser("steps", help=text, description=text)
+    parser.add_argument("suite", help="suite YAML (its store, experiment, baseline and grid are used)")
+    parser.add_argument("overrides", nargs="*", metavar="key.path=value", help="dotted overrides of the suite")
+    add = parser.add_argument
+    add("--store", help="MLflow tracking URI (default: the suite's)")
+    add("--metric", help="periodic metric (default: <split>/<the trials' selection metric>)")
+    add("--baseline", help="method label to pair against (default: the suite's)")
+    add("--threshold", type=float, action="append", help="accuracy threshold (repeatable; default 0.9)")
+    add("--kinds", default="steps,tokens,flops,seconds",
+        help="units of the to-accuracy tables (comma list of steps,tokens,flops,seconds)")
+    add("--no-steps", action="store_true", help="skip the to-accuracy tables")
+    add("--curve-every", type=int, default=None,
+        help="curve table: only steps that are multiples of this (and the last); 0 = no table")
+    add("--last", action="append", default=[], metavar="METRIC",
+        help="per-trial table: a periodic metric's value at the last evaluation (repeatable)")
+    add("--final", action="append", default=[], metavar="METRIC",
+        help="per-trial table: a final metric, e.g. best/test/star_graph/full_path_accuracy")
+    add("--seed-paired", action="append", default=[], metavar="METRIC",
+        help="a final metric (e.g. best/test/exact_match/exact_match) compared with the seed as the unit")
+    add("--rule", metavar="METRIC=DELTA", help="decision rule per cell on a periodic metric's last-evaluation value")
+    add("--output", help="also write the markdown here")
+    parser.set_defaults(handler=cmd_steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,21 +252,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if rest:
         args.overrides = [*args.overrides, *rest]
-    from mtp_bench.data.tasks import DataError
-    from mtp_bench.registry import PluginError
-    from mtp_bench.scheduler.common import SchedulingError
-    from mtp_bench.suite.load import SuiteError
-
     try:
         return int(args.handler(args) or 0)
-    except SuiteError as exc:
-        where = f"{args.suite}: " if getattr(args, "suite", None) else ""
-        return _fail([f"{where}{problem}" for problem in exc.problems])
-    except (PluginError, DataError, SchedulingError) as exc:
-        return _fail([str(exc)])
+    except MtpBenchError as exc:
+        for line in error_lines(exc, getattr(args, "suite", None)):
+            print(f"mtp-bench: error: {line}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("mtp-bench: interrupted; finished trials are recorded, `--resume` continues the rest", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def error_lines(exc: MtpBenchError, suite: str | None = None) -> list[str]:
+    """What the user is shown for ``exc``: a suite's problems prefixed with its file (unless they name it already),
+    bad input squeezed to one line each, and no more than :data:`MAX_ERROR_LINES` lines."""
+    lines = exc.lines()
+    if isinstance(exc, BadInput):
+        lines = [" ".join(line.split()) for line in lines]
+    if isinstance(exc, SuiteError) and suite:
+        lines = [line if line.startswith(suite) else f"{suite}: {line}" for line in lines]
+    if len(lines) > MAX_ERROR_LINES:
+        lines = [*lines[: MAX_ERROR_LINES - 1], f"... and {len(lines) - MAX_ERROR_LINES + 1} more problems"]
+    return lines
 
 
 if __name__ == "__main__":

@@ -2,6 +2,10 @@
 
 Built-in plugins are registered in our own ``pyproject.toml``; an out-of-tree package adds one by declaring an entry
 point in the same group. An unknown name gets a message listing what is installed, with a close match if any.
+
+Names are checked from the installed metadata alone, and a plugin's settings model (``Params``) is read from a light
+twin group (``mtp_bench.method_params``, ...) when the plugin declares one there, so validating a suite imports no
+plugin and no torch. A plugin without such an entry still works: its module is imported to read ``Params``.
 """
 
 from __future__ import annotations
@@ -12,15 +16,16 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from mtp_bench.errors import PluginError
+
 METHODS = "mtp_bench.methods"
 SCORERS = "mtp_bench.scorers"
 TASKS = "mtp_bench.tasks"
 
 _KIND = {METHODS: "method", SCORERS: "scorer", TASKS: "task"}
 
-
-class PluginError(LookupError):
-    """An unknown or broken plugin; the message is meant for the user as it is."""
+# Each group's light twin: name -> the plugin's ``Params`` model, in a module that imports no torch.
+PARAMS_GROUPS = {METHODS: "mtp_bench.method_params", SCORERS: "mtp_bench.scorer_params", TASKS: "mtp_bench.task_params"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,27 @@ def load(group: str, name: str) -> Any:
         raise PluginError(f"{kind} {name!r} is installed ({eps[name].value}) but failed to import: {exc}") from exc
 
 
+def check_name(group: str, name: str) -> None:
+    """Raise :class:`PluginError` (listing what is installed) unless ``name`` is installed; imports nothing."""
+    if name not in _entry_points(group):
+        raise PluginError(unknown_message(group, name))
+
+
+@cache
+def load_params(group: str, name: str) -> type:
+    """The plugin's settings model: from the light twin group when declared there (no plugin import), else the
+    ``Params`` attribute of the plugin itself."""
+    check_name(group, name)
+    light = _entry_points(PARAMS_GROUPS[group]).get(name)
+    if light is None:
+        return load(group, name).Params
+    try:
+        return light.load()
+    except Exception as exc:  # noqa: BLE001 - reported as a broken plugin, not a traceback
+        kind = _KIND.get(group, "plugin")
+        raise PluginError(f"{kind} {name!r}: its settings model ({light.value}) failed to import: {exc}") from exc
+
+
 def load_method(name: str) -> Any:
     return load(METHODS, name)
 
@@ -83,3 +109,7 @@ def load_scorer(name: str) -> Any:
 
 def load_task(name: str) -> Any:
     return load(TASKS, name)
+
+
+__all__ = ["METHODS", "PARAMS_GROUPS", "SCORERS", "TASKS", "PluginError", "PluginInfo", "available", "check_name",
+           "load", "load_params", "names", "unknown_message"]

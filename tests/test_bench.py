@@ -14,7 +14,9 @@ import torch
 from mtp_bench import cli, registry
 from mtp_bench.bench import report
 from mtp_bench.bench.cli import parse_parts
-from mtp_bench.bench.common import QUICK, RunContext, Spread, spread
+from mtp_bench.bench.context import RunContext
+from mtp_bench.bench.sizes import QUICK
+from mtp_bench.bench.timing import Spread, spread
 from mtp_bench.data.tasks import DataError
 
 PARTS = ["overhead", "methods", "eval", "speculative"]
@@ -48,7 +50,7 @@ def sane(value: float) -> bool:
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory: pytest.TempPathFactory) -> str:
     try:
-        from mtp_bench.bench.common import gsm8k_dir
+        from mtp_bench.bench.batches import gsm8k_dir
 
         gsm8k_dir()
     except DataError:

@@ -1,23 +1,30 @@
-"""``mtp-bench compare`` on a store built by hand: CIs, paired tests and the partial-grid listing checked against
-numbers worked out independently (t quantiles from tables, binomial sums by hand)."""
+"""``mtp-bench compare`` on a store built by hand: intervals and tests over seeds, the within-seed McNemar tests and
+the partial-grid listing checked against numbers worked out independently (t quantiles from tables, binomial sums by
+hand, scipy), plus the rendering of one and two seeds and the 120-column terminal table."""
 
 from __future__ import annotations
 
 import csv
 import importlib.metadata
+import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
+from rich.console import Console
 from scipy import stats as scipy_stats
 
 from mtp_bench import cli
-from mtp_bench.comparison import Store, build_comparison, classify, shared_cell
-from mtp_bench.stats import mcnemar_exact, mean_ci, paired_sample_test
+from mtp_bench.analysis.comparison import build_comparison
+from mtp_bench.analysis.names import classify, human_label, is_bounded, short_name
+from mtp_bench.analysis.render import print_comparison
+from mtp_bench.analysis.runs import shared_cell
+from mtp_bench.tracking.store import Store
 
 T_975_DF2 = 4.302652729911275  # two-sided 95% Student-t quantile, 2 degrees of freedom (from a t table)
 N_QUESTIONS = 20
@@ -83,21 +90,29 @@ def _row(comparison, metric: str, method: str, checkpoint: str = "last"):
 def test_interval_and_paired_test_match_hand_computation(handmade: str) -> None:
     comparison = build_comparison(Store(handmade, "handmade"), title="t", baseline="ntp")
     mutor = _row(comparison, "test/gsm8k/exact_match", "mutor")
-    half = T_975_DF2 * 0.05 / math.sqrt(3)  # sample sd of 0.50, 0.55, 0.60 is 0.05
-    assert mutor.interval.n == 3
-    assert mutor.interval.mean == pytest.approx(0.55)
-    assert (mutor.interval.low, mutor.interval.high) == pytest.approx((0.55 - half, 0.55 + half))
+    # A bounded metric: percentile bootstrap over the seeds 0.50, 0.55, 0.60. Drawing the smallest value three times
+    # has probability 1/27 > 2.5%, so the 2.5% quantile of the resampled means is the minimum (and likewise the max).
+    assert mutor.summary.n == 3 and mutor.summary.interval == "seed bootstrap"
+    assert mutor.summary.mean == pytest.approx(0.55)
+    assert (mutor.summary.low, mutor.summary.high) == pytest.approx((0.50, 0.60))
     ntp = _row(comparison, "test/gsm8k/exact_match", "ntp")
-    assert ntp.interval.mean == pytest.approx(0.45)  # the older 0.9 repeat is ignored
+    assert ntp.summary.mean == pytest.approx(0.45)  # the older 0.9 repeat is ignored
     assert ntp.paired is None  # the baseline is not tested against itself
-    # Discordant (question, seed) pairs: mutor-only 2 + 2 + 4 = 8, ntp-only 0 + 0 + 2 = 2; two-sided exact McNemar
-    # is 2 * P(Binomial(10, 1/2) <= 2) = 2 * (1 + 10 + 45) / 1024.
     paired = mutor.paired
-    assert paired.test == "mcnemar-exact"
-    assert (paired.method_only, paired.baseline_only, paired.n_pairs) == (8, 2, 60)
-    assert paired.p_value == pytest.approx(2 * (1 + 10 + 45) / 1024)
+    # Per-seed differences 0.50-0.40, 0.55-0.45, 0.60-0.50: all +0.10, so the paired t is undefined (no spread),
+    # the exact permutation test gives 2 of 2^3 sign patterns as extreme and the sign test 3 wins of 3: 2/8.
+    assert paired.differences == pytest.approx((0.10, 0.10, 0.10))
     assert paired.delta == pytest.approx(0.10)
-    assert paired.low <= 0.10 <= paired.high
+    assert math.isnan(paired.p_t)
+    assert paired.p_permutation == pytest.approx(0.25) and paired.p_sign == pytest.approx(0.25)
+    assert (paired.wins, paired.losses) == (3, 0)
+    assert paired.interval == "two-level bootstrap" and "same difference" in paired.note
+    assert -1 <= paired.low <= 0.10 <= paired.high <= 1
+    # Within seed, McNemar on the discordant questions: seed 0 mutor-only {8, 9}, none the other way: 2 * (1/4);
+    # seed 1 {9, 12}: 0.5; seed 2 mutor-only {10..13}, ntp-only {0, 1}: 2 * P(Binomial(6, 1/2) <= 2) = 44/64.
+    within = {w.seed: w for w in paired.within}
+    assert [(within[s].method_only, within[s].baseline_only) for s in (0, 1, 2)] == [(2, 0), (2, 0), (4, 2)]
+    assert [within[s].p_value for s in (0, 1, 2)] == pytest.approx([0.5, 0.5, 44 / 64])
 
 
 def test_seed_level_paired_t_and_cost_ratio(handmade: str) -> None:
@@ -105,10 +120,12 @@ def test_seed_level_paired_t_and_cost_ratio(handmade: str) -> None:
     loss = _row(comparison, "test/loss", "mutor")
     differences = np.array([1.9 - 2.0, 2.05 - 2.1, 2.1 - 2.3])
     half = T_975_DF2 * differences.std(ddof=1) / math.sqrt(3)
-    assert loss.section == "held-out loss" and loss.paired.test == "paired-t"
+    assert loss.section == "held-out loss" and loss.paired.interval == "t" and not loss.paired.within
+    assert loss.summary.interval == "seed bootstrap" and loss.summary.low >= 0  # a loss is never negative
     assert loss.paired.delta == pytest.approx(differences.mean())
     assert (loss.paired.low, loss.paired.high) == pytest.approx((differences.mean() - half, differences.mean() + half))
-    assert loss.paired.p_value == pytest.approx(scipy_stats.ttest_rel([1.9, 2.05, 2.1], [2.0, 2.1, 2.3]).pvalue)
+    assert loss.paired.p_t == pytest.approx(scipy_stats.ttest_rel([1.9, 2.05, 2.1], [2.0, 2.1, 2.3]).pvalue)
+    assert loss.paired.p_permutation == pytest.approx(2 / 8)  # all three negative: 2 of 8 sign patterns
     assert _row(comparison, "test/acc/ntp", "mutor").section == "per-horizon accuracy"
     flops = _row(comparison, "train/flops_total", "mutor", checkpoint="")
     assert flops.section == "cost" and flops.ratio == pytest.approx(1.4)
@@ -119,18 +136,22 @@ def test_partial_grid_is_listed_and_the_cli_writes_every_output(handmade: str, t
     code = cli.main(["compare", "--experiment", "handmade", "--store", handmade, "--output", str(out)])
     assert code == 0
     assert {p.name for p in out.iterdir()} == {"compare.md", "compare.csv", "accuracy.png",
-                                               "accuracy_over_steps.png"}
+                                               "accuracy_over_steps.png", "provenance.yaml"}
     text = (out / "compare.md").read_text()
     assert "out of memory" in text and "RUNNING" in text  # failed and running trials are listed, not fatal
     assert "older repeat" in text
     assert "TEST split" in text and "optimistic" in text  # selection on test is labelled
+    assert "Within-seed evidence (conditional on these trained models)" in text
     with (out / "compare.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     row = next(r for r in rows if r["metric"] == "test/gsm8k/exact_match" and r["method"] == "mutor"
                and r["checkpoint"] == "best_on_test")
     assert row["checkpoint_label"].startswith("best on TEST split")
-    assert float(row["p_value"]) == pytest.approx(112 / 1024)
-    assert row["n"] == "3" and row["seeds"] == "0 1 2"
+    assert float(row["p_permutation"]) == pytest.approx(0.25) and row["delta_interval"] == "two-level bootstrap"
+    assert row["n"] == "3" and row["seeds"] == "0 1 2" and row["values"] == "0.5 0.55 0.6"
+    provenance = yaml.safe_load((out / "provenance.yaml").read_text())
+    assert provenance["metric"] == "test/gsm8k/exact_match"
+    assert provenance["values"]["mutor"]["2"] == {"last": 0.6, "best_on_test": 0.6}
 
 
 def test_cli_errors_name_the_problem(handmade: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -142,25 +163,16 @@ def test_cli_errors_name_the_problem(handmade: str, tmp_path: Path, capsys: pyte
     assert not (tmp_path / "absent.db").exists()  # reading never creates a store
 
 
-def test_single_seed_has_no_interval() -> None:
-    interval = mean_ci([0.4])
-    assert interval.n == 1 and math.isnan(interval.low)
+def test_terminal_table_fits_120_columns(handmade: str) -> None:
+    comparison = build_comparison(Store(handmade, "handmade"), title="t", baseline="ntp")
+    screen = io.StringIO()
+    print_comparison(Console(file=screen, width=250, highlight=False, soft_wrap=True), comparison, [])
+    lines = screen.getvalue().splitlines()
+    assert lines and max(len(line) for line in lines) <= 120
+    assert "gsm8k/exact_match" in screen.getvalue()  # the short name, "test/" dropped
 
 
-def test_mcnemar_and_paired_samples_on_a_small_table() -> None:
-    method = np.array([1, 1, 1, 0, 1, 0], dtype=bool)
-    baseline = np.array([0, 0, 1, 0, 1, 1], dtype=bool)
-    p, method_only, baseline_only = mcnemar_exact(method, baseline)
-    assert (method_only, baseline_only) == (2, 1)
-    assert p == pytest.approx(1.0)  # 2 * P(Binomial(3, 1/2) <= 1) = 2 * 4/8, capped at 1
-    result = paired_sample_test(method, baseline)
-    assert result.delta == pytest.approx(1 / 6)
-    graded = paired_sample_test(np.array([0.5, 0.7, 0.9, 0.4]), np.array([0.5, 0.6, 0.8, 0.4]))
-    assert graded.test == "sign-flip"
-    assert graded.p_value == pytest.approx(0.5)  # 2 of 2^2 sign patterns of the two non-zero differences as extreme
-
-
-def test_metric_classification_and_cells() -> None:
+def test_metric_classification_bounds_and_names() -> None:
     scorers = {"gsm8k"}
     assert classify("best_on_test/test/gsm8k/exact_match", scorers) == ("scores", "best_on_test",
                                                                        "test/gsm8k/exact_match")
@@ -171,6 +183,16 @@ def test_metric_classification_and_cells() -> None:
     assert classify("best/step", scorers)[0] == "selected checkpoint"
     assert classify("train/loss", scorers) is None
     assert shared_cell("method.params.a=0.1 train.lr=[1, 2]") == "train.lr=[1, 2]"
+    bounded = ["test/exact_match/exact_match", "test/acc/h2", "val/star_graph/first_step_accuracy",
+               "test/star_graph/valid_path_rate", "lm_eval/gsm8k_local/exact_match/strict-match", "acceptance/h2",
+               "test/rouge/rougeL"]
+    unbounded = ["test/loss/ntp", "train/flops_total", "params/extra", "step", "test/speculative/tau",
+                 "test/speculative/speedup"]
+    assert all(is_bounded(m) for m in bounded) and not any(is_bounded(m) for m in unbounded)
+    assert human_label("test/exact_match/exact_match") == "test exact match"
+    assert human_label("step") == "optimiser step"
+    assert human_label("val/gsm8k/exact_match") == "validation GSM8K exact match"
+    assert short_name("test/exact_match/exact_match") == "exact_match"
 
 
 @pytest.mark.slow
@@ -204,6 +226,7 @@ def test_run_then_compare_end_to_end(tmp_path: Path, gsm8k_dir: Path, store: str
         rows = list(csv.DictReader(handle))
     copy = next(r for r in rows if r["method"] == "ntp_copy" and r["checkpoint"] == "last"
                 and r["metric"] == "test/gsm8k/exact_match")
-    assert copy["n"] == "2" and float(copy["delta"]) == 0 and float(copy["p_value"]) == 1
+    assert copy["n"] == "2" and float(copy["delta"]) == 0 and float(copy["p_permutation"]) == 1
+    assert copy["delta_note"] == "two seeds give no useful interval" and copy["delta_ci_low"] == "nan"
     lm_eval_rows = [r for r in rows if r["metric"].startswith("lm_eval/") and r["method"] == "ntp_copy"]
-    assert lm_eval_rows and all(r["test"] == "mcnemar-exact" for r in lm_eval_rows)
+    assert lm_eval_rows and all(r["within_seed"] == "0:1(0/0) 1:1(0/0)" for r in lm_eval_rows)

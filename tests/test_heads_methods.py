@@ -11,9 +11,11 @@ import torch.nn.functional as F
 
 from conftest import ARCHS, make_batch, make_model, random_pairs
 from mtp_bench.api import IGNORE_INDEX, LossOutput, MethodContext, TokenBatch
+from mtp_bench.method.anatomy import anatomy, new_block
+from mtp_bench.method.decoding import new_cache
+from mtp_bench.method.heads import heads_config
 from mtp_bench.methods import deepseek_mtp, medusa, mtp_heads
 from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
-from mtp_bench.models.anatomy import anatomy, heads_config, new_block, new_cache
 
 FULL = MethodContext(train_mode="full")
 CLASSES = {"mtp_heads": mtp_heads.MultiTokenHeads, "deepseek_mtp": deepseek_mtp.DeepSeekMTP, "medusa": medusa.Medusa}

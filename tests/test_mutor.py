@@ -11,9 +11,8 @@ from pydantic import ValidationError
 
 from conftest import ARCHS, ATTNS, REPO, make_batch, make_model, random_pairs
 from mtp_bench.api import IGNORE_INDEX, MethodContext, allowed_attention, model_attention_mask, shifted_targets
-from mtp_bench.methods.mutor import (
-    MuToR,
-    MuToRParams,
+from mtp_bench.methods.mutor import MuToR, MuToRParams
+from mtp_bench.methods.mutor_layout import (
     attention_with_registers,
     register_forward_inputs,
     select_registers,

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_suite, write_suite
-from mtp_bench.scheduler import FINISHED, run_suite
-from mtp_bench.scheduler.common import SchedulingError, TrialReport
+from mtp_bench.scheduler import FINISHED, SchedulingError, TrialReport, run_suite
 from mtp_bench.scheduler.live import GridView, eval_headline, live_subset
 from mtp_bench.suite import expand_grid, load_suite
 
@@ -29,7 +28,7 @@ def _node(host: str, cpus: float, gpus: float = 0) -> dict:
 
 # ----------------------------------------------------------------------------------------- up-front checks ----
 def test_a_gpu_on_a_cpu_only_cluster_fails_at_once_naming_trial_and_resource(tmp_path, gsm8k_dir, store):
-    from mtp_bench.scheduler.common import check_resources
+    from mtp_bench.scheduler.checks import check_resources
 
     _, trials = _grid(tmp_path, gsm8k_dir, ["resources.gpus_per_trial=1", "train.device=cuda"])
     with pytest.raises(SchedulingError, match=r"trial 'ntp seed=0'.*1 GPU.*no node.*2 CPU, 0 GPU"):
@@ -49,7 +48,7 @@ def test_a_gpu_on_a_cpu_only_cluster_fails_at_once_naming_trial_and_resource(tmp
 
 
 def test_a_multi_machine_cluster_needs_a_tracking_server(tmp_path, gsm8k_dir, store):
-    from mtp_bench.scheduler.common import check_tracking, concurrency_cap
+    from mtp_bench.scheduler.checks import check_tracking, concurrency_cap
 
     _, trials = _grid(tmp_path, gsm8k_dir)
     check_tracking(trials, [_node("10.0.0.1", 2), _node("10.0.0.1", 2)])  # two Ray nodes, one machine: SQLite ok

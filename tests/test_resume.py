@@ -1,6 +1,8 @@
 """Resume: a grid interrupted mid-trial and continued with ``--resume`` on Ray ends with the metrics of an
 uninterrupted grid, one MLflow run per trial, the finished trial skipped and the interrupted one continued from its
-checkpoint. Also: the trial id is stable across the JSON round trip that carries a trial to a worker.
+checkpoint. A driver killed with SIGKILL leaves a store that ``--resume`` completes: every run ends with a final
+status, every trial has one run, no metric step is logged twice. Also: the trial id is stable across the JSON round
+trip that carries a trial to a worker.
 """
 
 from __future__ import annotations
@@ -69,10 +71,74 @@ def test_an_interrupted_grid_resumed_on_ray_matches_an_uninterrupted_one(tmp_pat
     continued = tracker.client.get_run(resumed.reports[1].run_id)
     assert continued.data.tags["mtp_bench.invocation"] == resumed.parent_run_id  # reopened by the resuming grid
     steps = sorted(m.step for m in tracker.client.get_metric_history(continued.info.run_id, "train/loss"))
-    assert steps == [1, 2, 3, 3, 4, 5, 6]  # steps 1-3 before Ctrl-C, then from the step-2 checkpoint on
+    assert steps == [1, 2, 3, 4, 5, 6]  # 1-3 before Ctrl-C, then from the step-2 checkpoint on: step 3 logged once
 
     expected = {r.trial_id: r.metrics for r in reference.reports}
     for trial in trials:
         got = dict(tracker.trial_runs(trial.trial_id)[0].data.metrics)
         timeless = {k: v for k, v in expected[trial.trial_id].items() if k.startswith(_TIMELESS)}
         assert timeless and {k: got[k] for k in timeless} == pytest.approx(timeless, rel=1e-6, abs=1e-9)
+
+
+# The killed driver: `mtp-bench run` in a process whose seed-1 trial stops at its fourth step (after its step-2
+# checkpoint and three logged losses), says so in a marker file, and waits to be killed.
+_KILLED_DRIVER = """
+import sys, time
+from pathlib import Path
+from mtp_bench.train.loop import Trainer
+original = Trainer.train_step
+def train_step(self, step):
+    if self.seed == 1 and step == 3:
+        Path(sys.argv[1]).touch()
+        time.sleep(600)
+    return original(self, step)
+Trainer.train_step = train_step
+from mtp_bench.cli import main
+sys.exit(main(["run", sys.argv[2], "--no-ray", "--no-compare", *sys.argv[3:]]))
+"""
+
+
+@pytest.mark.slow
+def test_a_driver_killed_with_sigkill_is_closed_out_and_resumed(tmp_path, gsm8k_dir, monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mtp_bench import tracking
+    from mtp_bench.cli import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store_dir = tmp_path / "killed"
+    path = write_suite(tmp_path, tiny_suite(tmp_path, gsm8k_dir, grid={"seeds": [0, 1]}), "killed.yaml")
+    overrides = [f"tracking.uri=sqlite:///{store_dir / 'mlflow.db'}", f"tracking.workdir={store_dir / 'trials'}",
+                 "train.max_steps=6", "train.torch_threads=1"]
+    marker = tmp_path / "stopped"
+    driver = subprocess.Popen([sys.executable, "-c", _KILLED_DRIVER, str(marker), str(path), *overrides],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not marker.exists() and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), "the driver never reached seed 1's fourth step"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(30)
+
+    assert main(["run", str(path), "--no-ray", "--no-compare", "--resume", *overrides]) == 0
+    tracker = tracking.Tracker(f"sqlite:///{store_dir / 'mlflow.db'}", "tiny")
+    parents = tracker.invocation_runs("tiny")
+    assert sorted(r.info.status for r in parents) == [tracking.FINISHED, tracking.KILLED]
+    killed, resumed = sorted(parents, key=lambda r: r.info.status == tracking.FINISHED)
+    assert killed.data.tags[tracking.TAG_CLOSED_BY] == resumed.info.run_id
+    runs = tracker.trial_runs()
+    assert len(runs) == 2 and len({r.data.tags[tracking.TAG_TRIAL_ID] for r in runs}) == 2  # one run per trial
+    assert all(r.info.status == tracking.FINISHED for r in runs)
+    continued = next(r for r in runs if r.data.tags[tracking.TAG_SEED] == "1")
+    assert continued.data.tags[tracking.TAG_PARENT] == resumed.info.run_id  # the new invocation shows it
+    assert continued.data.tags[tracking.TAG_PREVIOUS_PARENTS] == killed.info.run_id
+    for run in runs:
+        for name in run.data.metrics:
+            steps = [m.step for m in tracker.client.get_metric_history(run.info.run_id, name)]
+            assert len(steps) == len(set(steps)), (name, sorted(steps))  # no step logged twice
+    losses = tracker.client.get_metric_history(continued.info.run_id, "train/loss")
+    assert sorted(m.step for m in losses) == [1, 2, 3, 4, 5, 6]

@@ -4,7 +4,6 @@ metric names for every method, and the comparison plot and table attached to the
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections import defaultdict
@@ -151,9 +150,6 @@ def test_parent_run_carries_the_comparison_artifacts(shaped: dict[str, Any], tmp
     assert json.loads(parent.data.tags["mtp_bench.overrides"]) == OVERRIDES
     for child in _kind(shaped["runs"], "trial"):
         assert "trial.yaml" in _files(client, child.info.run_id)
-    if importlib.util.find_spec("mtp_bench.compare") is None:
-        pytest.skip("mtp_bench.compare is not there yet: the comparison plot and table are not checked")
-
     plots = [f for f in files if f.endswith(".png")]
     tables = [f for f in files if f.endswith((".csv", ".md"))]
     assert plots and tables, f"no comparison plot and table among the parent's artifacts: {files}"

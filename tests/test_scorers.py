@@ -3,6 +3,8 @@ metrics on a hand-drawn graph."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from mtp_bench import registry
@@ -52,6 +54,8 @@ def test_normalize_number(text: str, expected: str | None) -> None:
         ("#### $1,000.", "1000"),
         ("#### -3.50", "-3.5"),
         ("#### 1,000.50 dollars", "1000.5"),
+        ("#### 1,8", "18"),  # the comma rule of lm-eval and the paper: commas between digits are dropped
+        ("#### 12,34.5", "1234.5"),
         ("first #### 7\n#### 2", "7"),  # the model's first answer line counts
         ("#### The answer is 5", None),  # strict: the number must follow the mark
         ("The answer is 18", None),
@@ -68,7 +72,8 @@ def test_strict_answer_reads_the_number_after_the_mark(completion: str, expected
         ("Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs.\nShe makes 9 * 2 = $<<9*2=18>>18.", "18"),
         ("between 3-4 apples", "4"),  # a hyphen between numbers is not a minus sign
         ("it is -4 degrees", "-4"),
-        ("1,2,3", "3"),  # a list, not one thousands-grouped number
+        ("1,2,3", "123"),  # commas between digits are dropped, as lm-eval and the paper do
+        ("take 3, 4 or 5", "5"),  # a comma and a space separate numbers
         ("costs $1,000.50 in total", "1000.5"),
         ("about .5 of it", "0.5"),
         ("x = -2.", "-2"),
@@ -141,3 +146,24 @@ def test_scorers_are_registered_plugins() -> None:
         assert cls.main_metric in {"full_path_accuracy", "exact_match"}
         with pytest.raises(ValueError):
             cls.Params.model_validate({"no_such_setting": 1})
+
+
+@pytest.mark.parametrize("completion", ["#### 1,8", "#### 1,000", "#### 1,234.50.", "#### -7", "#### 12,34"])
+def test_strict_reading_agrees_with_the_lm_eval_cross_check_task(completion: str) -> None:
+    """The shipped ``gsm8k_mutor_local`` task reads the strict answer with its regex filter and then drops what
+    ``regexes_to_ignore`` names (commas, ``$``, a final ``.``); our scorer must read the same number."""
+    import re
+
+    import yaml
+
+    from mtp_bench.evaluation import lm_eval_bridge
+
+    task = yaml.safe_load((Path(lm_eval_bridge.__file__).parent / "lm_eval_tasks" / "gsm8k_mutor_local.yaml")
+                          .read_text())
+    strict = next(f for f in task["filter_list"] if f["name"] == "strict-match")
+    match = re.search(strict["filter"][0]["regex_pattern"], completion)
+    theirs = match.group(1)
+    for pattern in task["metric_list"][0]["regexes_to_ignore"]:
+        theirs = re.sub(pattern, "", theirs)
+    assert normalize_number(theirs) == strict_answer(completion)
+    assert task["generation_kwargs"]["until"] == []  # no stop string beyond EOS, like our decoder

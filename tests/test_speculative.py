@@ -13,15 +13,17 @@ from conftest import ARCHS, ATTNS, make_batch, make_model, tiny_suite, write_sui
 from mtp_bench import cli
 from mtp_bench.api import Drafter, MethodContext, SupportsDrafting, model_attention_mask
 from mtp_bench.data.tasks import Example
-from mtp_bench.evaluation.api import EvalContext
 from mtp_bench.evaluation.generate import greedy_generate
-from mtp_bench.evaluation.speculative import DraftStats, compare_with_greedy, speculative_generate
-from mtp_bench.evaluation.speculative_scorer import SpeculativeDecoding, SpeculativeParams
+from mtp_bench.evaluation.scorer import EvalContext
+from mtp_bench.evaluation.speculative_decoding import DraftStats, compare_with_greedy, speculative_generate
+from mtp_bench.evaluation.speculative_decoding_scorer import SpeculativeDecoding, SpeculativeParams
+from mtp_bench.method.anatomy import anatomy
+from mtp_bench.method.decoding import new_cache
 from mtp_bench.methods.deepseek_mtp import DeepSeekMTP, DeepSeekMTPParams
 from mtp_bench.methods.medusa import Medusa, MedusaParams
 from mtp_bench.methods.mtp_heads import MTPHeadsParams, MultiTokenHeads
+from mtp_bench.methods.mutor import RegisterDrafter
 from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
-from mtp_bench.models.anatomy import RegisterDrafter, anatomy, new_cache
 from mtp_bench.models.tokenizer import trained_tokenizer
 from mtp_bench.suite.models import TrainConfig
 from mtp_bench.train.loop import LoopCallbacks, Trainer, TrainModule

@@ -52,7 +52,7 @@ BAD_SUITES = [
     ({"train": {"max_steps": "many"}}, "train.max_steps: Input should be a valid integer"),
     ({"methods": [{"name": "mutr0"}]}, "methods.0.name: unknown method 'mutr0'"),
     ({"data": {"task": "gsm8k", "params": {"source": "local", "path": "/no/such/dir"}}},
-     "data.params.path: data directory /no/such/dir does not exist"),
+     "data.params.path: data directory '/no/such/dir' does not exist; /no is missing"),
     ({"data": {"task": "gsm8kk"}}, "data.task: unknown task 'gsm8kk' (did you mean 'gsm8k'?)"),
     ({"evaluation": {"scorers": [{"name": "gsm8k", "params": {"budget": 3}}]}},
      "evaluation.scorers.0.params.budget: unknown key"),
@@ -82,7 +82,7 @@ BAD_GRIDS = [
     ({"grid": {"overrides": {"data.params.digitz": [3]}}}, "grid.overrides.data.params.digitz: unknown key"),
     ({"grid": {"overrides": {"data.task": ["nosuch"]}}}, "grid.overrides.data.task: unknown task 'nosuch'"),
     ({"grid": {"overrides": {"data.params.path": ["/nonexistent"]}}},
-     "grid.overrides.data.params.path: data directory /nonexistent does not exist"),
+     "grid.overrides.data.params.path: data directory '/nonexistent' does not exist"),
     ({"grid": {"overrides": {"evaluation.scorers": [[{"name": "nosuch"}]]}}},
      "grid.overrides.evaluation.scorers.0.name: unknown scorer 'nosuch'"),
     ({"grid": {"overrides": {"methods.0.params.a": [1]}}},
@@ -146,9 +146,9 @@ def test_bad_yaml_and_missing_file(tmp_path, capsys) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: x\nmethods: [ntp\n")
     code, err = _run_cli(["validate", str(broken)], capsys)
-    assert code == 2 and "is not valid YAML (line" in err
+    assert code == 2 and f"{broken}:3: not valid YAML (column 1)" in err, err
     code, err = _run_cli(["validate", str(tmp_path / "absent.yaml")], capsys)
-    assert code == 2 and "does not exist" in err
+    assert code == 2 and f"{tmp_path / 'absent.yaml'}: no such file" in err
 
 
 def test_overrides_apply_before_validation(tmp_path, gsm8k_dir, capsys) -> None:
@@ -184,7 +184,7 @@ def test_environment_interpolation(tmp_path, gsm8k_dir, monkeypatch) -> None:
     monkeypatch.setenv("TEST_GSM8K_DIR", str(gsm8k_dir))
     assert load_suite(path).data.params["path"] == str(gsm8k_dir)
     monkeypatch.delenv("TEST_GSM8K_DIR")
-    with pytest.raises(SuiteError, match="data.params.path: data directory /nowhere does not exist"):
+    with pytest.raises(SuiteError, match="data.params.path: data directory '/nowhere' does not exist"):
         load_suite(path)
 
 
@@ -195,3 +195,21 @@ def test_mlflow_uri_from_environment_wins_and_sqlite_paths_become_absolute(tmp_p
     assert load_suite(path).tracking.uri == f"sqlite:///{tmp_path.resolve()}/results/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
     assert load_suite(path).tracking.uri == "http://tracking.example:5000"
+
+
+def test_the_suite_layer_imports_no_layer_above_it() -> None:
+    """Presets are data the suite owns: models/ imports suite/, never the reverse (nor anything else above it)."""
+    import ast
+
+    allowed = ("mtp_bench.suite", "mtp_bench.errors", "mtp_bench.registry")
+    for path in sorted((REPO / "mtp_bench" / "suite").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith("mtp_bench."):
+                    assert name.startswith(allowed), f"{path.name} imports {name}"

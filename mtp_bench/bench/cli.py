@@ -21,11 +21,11 @@ import shlex
 import sys
 from pathlib import Path
 
-PARTS = ("overhead", "methods", "eval", "speculative", "makespan")
+PARTS = ("overhead", "methods", "eval", "speculative", "makespan", "frontdoor")
 DEFAULT_PARTS = ("overhead", "methods", "eval", "speculative")
 DEFAULT_OUT = Path("results/benchmarks.md")
-MODULES = {"overhead": "overhead", "methods": "method_cost", "eval": "eval_speed", "speculative": "speculation",
-           "makespan": "makespan_part"}
+MODULES = {"overhead": "overhead", "methods": "method_cost", "eval": "eval_speed", "speculative": "speculative_cost",
+           "makespan": "makespan", "frontdoor": "frontdoor"}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -67,17 +67,17 @@ def main(args: argparse.Namespace) -> int:
     import torch  # here, not at the top: `mtp-bench --help` imports this module
 
     from mtp_bench.bench import report
-    from mtp_bench.bench.common import Settings, sizes_for
+    from mtp_bench.bench.context import Settings
+    from mtp_bench.bench.sizes import sizes_for
+    from mtp_bench.errors import UsageError
 
     try:
         parts = parse_parts(args.parts)
     except ValueError as exc:
-        print(f"mtp-bench: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None  # mtp_bench.cli prints it and exits 2
     threads = args.threads or 1
     if threads < 1:
-        print("mtp-bench: error: --threads must be at least 1", file=sys.stderr)
-        return 2
+        raise UsageError("--threads must be at least 1")
     settings = Settings(sizes=sizes_for(args.quick, args.model), device=args.device, threads=threads,
                         command=command_line(args, parts, threads))
     previous = torch.get_num_threads()

@@ -1,4 +1,4 @@
-"""Makespan benchmark: N equal tiny trials on K CPU workers through the Ray scheduler, against the ideal
+"""Makespan benchmark (also the ``makespan`` part of ``mtp-bench bench``): N equal tiny trials on K CPU workers through the Ray scheduler, against the ideal
 ``sum(trial durations) / K`` of a scheduler with no overhead and perfect packing.
 
 The ratio (1.0 is ideal) measures what scheduling costs: a fresh worker process per trial (imports, model build),
@@ -21,8 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mtp_bench.bench.common import FULL, RunContext, Settings
+from mtp_bench.bench.context import RunContext, Settings
 from mtp_bench.bench.report import Section, Table
+from mtp_bench.bench.sizes import FULL
 
 DEFAULT_OUT = Path("results/makespan.md")
 TITLE = "# Makespan benchmark"
@@ -108,6 +109,15 @@ def section(result: dict[str, Any], context: RunContext) -> Section:
         reading=f"The grid took {r['ratio']:.2f}× the ideal makespan (1.0 = scheduling costs nothing).",
         context=context,
     )
+
+
+def run(settings: Settings) -> Section:
+    """The part of ``mtp-bench bench`` (``--parts makespan``; not in the default set: it starts a local Ray and its
+    trials load the machine for minutes): 2 workers at most with ``--quick``, else every CPU."""
+    sizes = settings.sizes
+    context = RunContext.begin(settings)
+    workers = min(os.cpu_count() or 1, 2) if sizes.quick else (os.cpu_count() or 1)
+    return section(measure(sizes.makespan_trials, workers, sizes.makespan_steps), context.end())
 
 
 def command_line(args: argparse.Namespace) -> str:

@@ -21,7 +21,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtp_bench.api import TokenBatch
 from mtp_bench.bench.common import (
     RunContext,
     Settings,
@@ -34,6 +33,7 @@ from mtp_bench.bench.common import (
     trials,
 )
 from mtp_bench.bench.report import Section, Table
+from mtp_bench.method.batches import TokenBatch
 
 GOAL = 0.97  # mtp-bench throughput / reference throughput
 

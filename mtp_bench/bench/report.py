@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtp_bench.bench.common import RunContext
+from mtp_bench.bench.context import RunContext
 
 ORDER = ("overhead", "methods", "eval", "speculative", "makespan")
 TITLE = "# mtp-bench benchmarks"

@@ -95,6 +95,10 @@ class Addition:
         return draw_distinct(lambda r: make_problem(r, self.params), lambda rec: (rec["a"], rec["b"]), rng, size,
                              exclude, f"{split} problems")
 
+    def preflight(self) -> int:
+        """Generated on the fly: the settings were checked with the params; the training set has ``train_size``."""
+        return self.params.train_size
+
     def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
         # Test first, training skips its pairs: the test set does not move when train_size changes.
         if split not in ("train", "test"):

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from mtp_bench.data.tasks import DataError, read_jsonl
+from mtp_bench.data.tasks import DataError, read_jsonl, shown_path
 
 FINAL_ANSWER_MARK = "####"
 
@@ -44,11 +44,13 @@ class GSM8KParams(BaseModel):
         if not path:
             raise ValueError("source is local but no path is given")
         directory = Path(path)
+        if not directory.exists():
+            raise ValueError(f"data directory {shown_path(path)}")
         if not directory.is_dir():
-            raise ValueError(f"data directory {directory.resolve()} does not exist")
+            raise ValueError(f"data directory {shown_path(path)} is not a directory")
         missing = [name for name in ("train.jsonl", "test.jsonl") if not (directory / name).is_file()]
         if missing:
-            raise ValueError(f"{directory.resolve()} lacks {', '.join(missing)}")
+            raise ValueError(f"data directory {shown_path(path)} lacks {', '.join(missing)}")
         return path
 
 
@@ -63,6 +65,18 @@ class GSM8K:
 
     def __init__(self, params: GSM8KParams):
         self.params = params
+
+    def preflight(self) -> int | None:
+        """Read and check both local files (every line parses and has a final answer; neither is empty); the hub
+        is not reached before trials start."""
+        if self.params.source != "local":
+            return None
+        assert self.params.path is not None
+        counts = {split: len(self.records(split)) for split in ("train", "test")}
+        for split, count in counts.items():
+            if count == 0:
+                raise DataError(f"{Path(self.params.path) / f'{split}.jsonl'}: no examples (the file is empty)")
+        return counts["train"]
 
     def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
         if self.params.source == "local":

@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 import torch
 
-from mtp_bench.api import IGNORE_INDEX, TokenBatch
 from mtp_bench.data.tasks import DataError, Example, format_examples
+from mtp_bench.method.batches import IGNORE_INDEX, TokenBatch
 
 # Validation is carved with a fixed seed, independent of the trial's seed: every method and seed of a suite is
 # selected on the same examples.

@@ -155,6 +155,10 @@ class StarGraph:
             f"{split} graphs",
         )
 
+    def preflight(self) -> int:
+        """Generated on the fly: the settings were checked with the params; the training set has ``train_size``."""
+        return self.params.train_size
+
     def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
         # The test stream is drawn first and the training stream skips its graphs: the test set depends only on
         # (seed, test_size, shape), and training sets of different sizes are nested.

@@ -8,15 +8,16 @@ so that validating a suite stays fast.
 from __future__ import annotations
 
 import json
-import string
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from mtp_bench.errors import DataError
 
-class DataError(ValueError):
-    """Bad or missing data; the message names the file (and line) and is meant for the user as it is."""
+__all__ = ["DataError", "Example", "Task", "format_examples", "read_jsonl", "shown_path"]
+
 
 
 @dataclass(frozen=True)
@@ -42,9 +43,26 @@ class Task(Protocol):
         """All records of a split, in a fixed order."""
         ...
 
+    # Optional: ``preflight(self) -> int | None``, cheap checks run before any trial starts (files exist, are
+    # readable, parse, are non-empty); raises DataError naming file:line, and returns the number of training records
+    # when it knows them (so a validation split that leaves none is refused up front), else None.
 
-def template_fields(template: str) -> set[str]:
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+def shown_path(text: str | Path) -> str:
+    """A path as the user wrote it and, when that differs, as resolved; a path that does not exist says so and names
+    its first missing part (``../x/etc/../../etc`` may resolve to an existing ``/etc``, but ``../x`` is missing)."""
+    written = Path(text)
+    resolved = written.resolve()
+    shown = repr(str(text)) if str(resolved) == str(text) else f"{str(text)!r} (resolved: {resolved})"
+    if written.exists():
+        return shown
+    absolute = written if written.is_absolute() else Path.cwd() / written
+    for depth in range(1, len(absolute.parts) + 1):
+        prefix = Path(os.path.normpath(Path(*absolute.parts[:depth])))
+        if not prefix.exists():
+            missing = "" if prefix == absolute else f"; {prefix} is missing"
+            return f"{shown} does not exist{missing}"
+    return f"{shown} does not exist"
 
 
 def format_examples(
@@ -64,13 +82,21 @@ def format_examples(
 def read_jsonl(
     path: Path, required: tuple[str, ...], check: Callable[[dict[str, Any]], object] | None = None
 ) -> list[dict[str, Any]]:
-    """Read a JSON-lines file; a broken line, a missing field or a row ``check`` rejects (by raising ValueError) is
-    an error naming the file and line."""
+    """Read a JSON-lines file; an unreadable file, a line that is not UTF-8 or not JSON, a missing field or a row
+    ``check`` rejects (by raising ValueError) is an error naming the file and line."""
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{shown_path(path)}: no such file")
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x})") from None
             if not line.strip():
                 continue
             try:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from mtp_bench.data.tasks import DataError, read_jsonl
+from mtp_bench.data.tasks import DataError, read_jsonl, shown_path
 
 
 class PlainTextParams(BaseModel):
@@ -43,7 +43,7 @@ class PlainTextParams(BaseModel):
     @classmethod
     def _exists(cls, path: str | None, info: ValidationInfo) -> str | None:
         if path is not None and info.data.get("source") == "local" and not Path(path).is_file():
-            raise ValueError(f"file {Path(path).resolve()} does not exist")
+            raise ValueError(f"file {shown_path(path)}" + (" is not a file" if Path(path).exists() else ""))
         if path is None and info.field_name == "train_file" and info.data.get("source") == "local":
             raise ValueError("source is local but no train_file is given")
         return path
@@ -65,13 +65,34 @@ class PlainText:
         if path.suffix == ".jsonl":
             rows = read_jsonl(path, required=(self.params.text_field,))
             return [{"text": row[self.params.text_field]} for row in rows]
-        return [{"text": line.strip()} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data[: exc.start].count(b"\n") + 1
+            raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+        return [{"text": line.strip()} for line in text.splitlines() if line.strip()]
 
     def _hub(self, split: str) -> list[dict[str, Any]]:
         import datasets
 
         rows = datasets.load_dataset(self.params.hub_id, self.params.hub_config, split=split)
         return [{"text": row[self.params.text_field]} for row in rows]
+
+    def preflight(self) -> int | None:
+        """Read the local files as the trials will (every line decodes and parses; neither split is empty); the hub
+        is not reached before trials start."""
+        p = self.params
+        if p.source != "local":
+            return None
+        train, test = self.records("train"), self.records("test")
+        for rows, path in ((train, p.train_file), (test, p.test_file or p.train_file)):
+            if not rows:
+                raise DataError(f"{path}: no documents (the file is empty)")
+        return len(train)
 
     def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
         p = self.params

@@ -175,6 +175,10 @@ class WordProblems:
 
         return draw_distinct(draw, lambda rec: rec["question"], rng, size, exclude, f"{split} word problems")
 
+    def preflight(self) -> int:
+        """Generated on the fly: the settings were checked with the params; the training set has ``train_size``."""
+        return self.params.train_size
+
     def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
         # Test first, training skips its questions: the test set does not move when train_size changes.
         if split not in ("train", "test"):

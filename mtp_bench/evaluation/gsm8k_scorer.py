@@ -5,10 +5,11 @@ gold number after normalisation.
 ``exact_match`` (strict) takes the number written right after the first ``####`` of the completion (spaces and a
 ``$`` may come between); ``exact_match_flexible`` takes the last number anywhere in the completion (the idea of
 lm-eval's "flexible-extract"). Both sides are normalised: ``$1,000`` -> ``1000``, ``-3.50`` -> ``-3.5``,
-``18.`` -> ``18``.
+``18.`` -> ``18``. Commas between digits are dropped whatever the grouping (``#### 1,8`` reads 18), the rule of the
+MuToR paper's evaluation and of lm-eval's ``gsm8k`` tasks (``regexes_to_ignore: [","]``), so the two agree.
 
 Per-sample rows carry ``correct`` (strict) and ``scores`` (one boolean per metric), which ``mtp-bench compare``
-pairs across methods for its significance test.
+pairs across methods (two-level bootstrap over seeds and questions; McNemar within each seed).
 """
 
 from __future__ import annotations
@@ -17,19 +18,19 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from mtp_bench.data.tasks import Example
-from mtp_bench.evaluation.api import EvalContext, ScoreResult
+from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each
+from mtp_bench.evaluation.scorer_params import ExactMatchParams, GSM8KScorerParams
 
-# A number as people and models write it: an optional sign and "$" (either order, spaces allowed), then digits with
-# proper thousands groups ("1,000,000", not "1,2,3", which is three numbers), an optional decimal part, or a bare
-# decimal (".5"). A "." without digits after it ends the sentence ("18."). A hyphen right after a word character or
-# ")" is a minus between two numbers or a range ("16-3", "3-4"), not a sign.
+# A number as people and models write it: an optional sign and "$" (either order, spaces allowed), then digits in
+# which a comma between two digits is dropped, as the MuToR paper's evaluation and lm-eval's gsm8k tasks do (they
+# strip every ","): "1,000" is 1000 and "#### 1,8" is 18, not 1; then an optional decimal part, or a bare decimal
+# (".5"). A comma followed by a space separates numbers ("3, 4"). A "." without digits after it ends the sentence
+# ("18."). A hyphen right after a word character or ")" is a minus between two numbers or a range ("16-3", "3-4"),
+# not a sign.
 _SIGN = r"(?:(?<![\w)])[-\u2212]\s*)?"
-_NUMBER = re.compile(
-    _SIGN + r"(?:\$\s*(?:[-\u2212]\s*)?)?" + r"(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
-)
+_NUMBER = re.compile(_SIGN + r"(?:\$\s*(?:[-\u2212]\s*)?)?" + r"(?:\d+(?:,\d+)*(?:\.\d+)?|\.\d+)")
+METRICS = ("exact_match", "exact_match_flexible")
 _CANONICAL = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)")
 
 
@@ -71,13 +72,6 @@ def flexible_answer(completion: str) -> str | None:
     return found[-1] if found else None
 
 
-class GSM8KScorerParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    max_new_tokens: int | None = None
-    """Decoding budget; default: ``evaluation.max_new_tokens`` (512 in the paper)."""
-
-
 class GSM8KExactMatch:
     """GSM8K exact match (MuToR protocol): strict after ``####`` and flexible (last number)."""
 
@@ -89,39 +83,24 @@ class GSM8KExactMatch:
         self.params = params
 
     def score(self, context: EvalContext, examples: list[Example]) -> ScoreResult:
-        completions = context.generate(examples, self.params.max_new_tokens)
-        samples: list[dict[str, Any]] = []
-        for index, (example, completion) in enumerate(zip(examples, completions)):
-            gold = normalize_number(str(example.record["gold"]))
-            strict, flexible = strict_answer(completion), flexible_answer(completion)
-            strict_ok = gold is not None and strict == gold
-            flexible_ok = gold is not None and flexible == gold
-            samples.append(
-                {
-                    "index": index,
-                    "question": example.record.get("question", example.prompt),
-                    "completion": completion,
-                    "gold": gold,
-                    "prediction": strict,
-                    "prediction_flexible": flexible,
-                    "correct": strict_ok,
-                    "scores": {"exact_match": strict_ok, "exact_match_flexible": flexible_ok},
-                }
-            )
-        return ScoreResult(metrics=mean_scores(samples, ("exact_match", "exact_match_flexible")), samples=samples)
+        return score_each(context, examples, self.params.max_new_tokens, self.judge, METRICS)
 
-
-def mean_scores(samples: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, float]:
-    """Each metric as the mean of its per-sample ``scores`` (0 when there are no samples)."""
-    n = max(len(samples), 1)
-    return {name: sum(float(row["scores"][name]) for row in samples) / n for name in names}
-
-
-class ExactMatchParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    max_new_tokens: int | None = None
-    """Decoding budget; default: ``evaluation.max_new_tokens``."""
+    @staticmethod
+    def judge(index: int, example: Example, completion: str) -> dict[str, Any]:
+        gold = normalize_number(str(example.record["gold"]))
+        strict, flexible = strict_answer(completion), flexible_answer(completion)
+        strict_ok = gold is not None and strict == gold
+        flexible_ok = gold is not None and flexible == gold
+        return {
+            "index": index,
+            "question": example.record.get("question", example.prompt),
+            "completion": completion,
+            "gold": gold,
+            "prediction": strict,
+            "prediction_flexible": flexible,
+            "correct": strict_ok,
+            "scores": {"exact_match": strict_ok, "exact_match_flexible": flexible_ok},
+        }
 
 
 class AnswerExactMatch:
@@ -136,11 +115,11 @@ class AnswerExactMatch:
         self.params = params
 
     def score(self, context: EvalContext, examples: list[Example]) -> ScoreResult:
-        completions = context.generate(examples, self.params.max_new_tokens)
-        samples = []
-        for index, (example, completion) in enumerate(zip(examples, completions)):
-            gold, prediction = " ".join(example.answer.split()), " ".join(completion.split())
-            correct = prediction == gold
-            samples.append({"index": index, "prompt": example.prompt, "gold": gold, "prediction": prediction,
-                            "correct": correct, "scores": {"exact_match": correct}})
-        return ScoreResult(metrics=mean_scores(samples, ("exact_match",)), samples=samples)
+        return score_each(context, examples, self.params.max_new_tokens, self.judge, ("exact_match",))
+
+    @staticmethod
+    def judge(index: int, example: Example, completion: str) -> dict[str, Any]:
+        gold, prediction = " ".join(example.answer.split()), " ".join(completion.split())
+        correct = prediction == gold
+        return {"index": index, "prompt": example.prompt, "gold": gold, "prediction": prediction,
+                "correct": correct, "scores": {"exact_match": correct}}

@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from mtp_bench import registry
-from mtp_bench.api import TokenBatch
 from mtp_bench.data.tasks import Example
-from mtp_bench.evaluation.api import EvalContext
+from mtp_bench.evaluation.scorer import EvalContext
+from mtp_bench.method.batches import TokenBatch
+from mtp_bench.models.device import autocast
 from mtp_bench.suite.models import EvalConfig
-from mtp_bench.train.optim import autocast
 
 HELD_OUT_SEED = 1234  # method randomness (MuToR offsets) on held-out data: the same for every evaluation
 

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
-
 from mtp_bench.data.tasks import Example
-from mtp_bench.evaluation.api import EvalContext, ScoreResult
-from mtp_bench.evaluation.gsm8k_scorer import mean_scores
+from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each
+from mtp_bench.evaluation.scorer_params import StarGraphParams
 
 METRICS = ("full_path_accuracy", "first_step_accuracy", "valid_path_rate")
 
@@ -44,17 +42,6 @@ def is_valid_path(path: list[int], start: int, goal: int, edges: set[tuple[int, 
     return all((u, v) in edges for u, v in zip(path, path[1:]))
 
 
-class StarGraphParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    max_new_tokens: int | None = None
-    """Decoding budget; default: ``evaluation.max_new_tokens`` (a path needs about twice its length in tokens)."""
-
-    directed: bool = True
-    """Edges go from ``u`` to ``v`` only (star graphs point away from the centre). False accepts either direction
-    when checking ``valid_path_rate``."""
-
-
 class StarGraphScorer:
     """Star-graph full-path accuracy, first-step accuracy and valid-path rate."""
 
@@ -66,10 +53,7 @@ class StarGraphScorer:
         self.params = params
 
     def score(self, context: EvalContext, examples: list[Example]) -> ScoreResult:
-        completions = context.generate(examples, self.params.max_new_tokens)
-        samples = [self.score_one(index, example, completion)
-                   for index, (example, completion) in enumerate(zip(examples, completions))]
-        return ScoreResult(metrics=mean_scores(samples, METRICS), samples=samples)
+        return score_each(context, examples, self.params.max_new_tokens, self.score_one, METRICS)
 
     def score_one(self, index: int, example: Example, completion: str) -> dict[str, Any]:
         record = example.record

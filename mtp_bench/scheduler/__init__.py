@@ -1,4 +1,5 @@
-"""Running a suite's trials: the parent MLflow run, the choice of scheduler, and the summary.
+"""Running a suite's trials: check the grid can start, the parent MLflow run, the choice of scheduler, and the
+outcome.
 
 Schedulers know nothing about methods or metrics: they place trials and collect :class:`TrialReport`s.
 """
@@ -9,20 +10,20 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
-from mtp_bench.scheduler.common import FAILED, FINISHED, SKIPPED, SchedulingError, TrialReport
+from mtp_bench.scheduler.checks import RayStartError, SchedulingError
+from mtp_bench.scheduler.reports import FAILED, FINISHED, SKIPPED, TrialReport
 from mtp_bench.suite.models import SuiteConfig, TrialConfig
 
-__all__ = ["FAILED", "FINISHED", "SKIPPED", "SuiteRun", "TrialReport", "run_suite"]
+__all__ = ["FAILED", "FINISHED", "SKIPPED", "RayStartError", "SchedulingError", "SuiteRun", "TrialReport",
+           "run_suite"]
 
 
 @dataclass
 class SuiteRun:
     parent_run_id: str
     reports: list[TrialReport]
-
-    @property
-    def failed(self) -> list[TrialReport]:
-        return [r for r in self.reports if r.status == FAILED]
+    lock_retries: int = 0  # store writes retried because SQLite was locked, driver and trials together
+    closed_stale: list[str] | None = None  # parent runs of killed invocations that --resume closed as KILLED
 
 
 def ray_available() -> bool:
@@ -40,49 +41,44 @@ def run_suite(
     overrides: list[str] | tuple[str, ...] = (),
     console: Any = None,
 ) -> SuiteRun:
-    """Run every trial under one parent run (a new one per invocation) and return their reports. The parent run
-    holds, before any trial starts, the raw ``suite.yaml``, the suite as resolved (``${VAR}``, ``overrides``,
-    validation: ``suite.resolved.yaml``) and the overrides (tag ``mtp_bench.overrides``, a JSON list)."""
-    import json
-
-    import yaml
-
+    """Run every trial under one parent run (a new one per invocation) and return their reports. Ray is started
+    and the grid checked against it first: a grid that cannot start raises :class:`SchedulingError` and leaves no
+    run behind. With ``resume``, parents of killed earlier invocations are closed as KILLED."""
     from mtp_bench import tracking
+    from mtp_bench.scheduler.invocation import close_invocation, close_stale_invocations, open_invocation
 
     tracking.configure_quiet()
-    tracker = tracking.Tracker(suite.tracking.uri, suite.tracking.experiment or suite.name)
-    parent_id = tracker.start_run(
-        f"{suite.name} ({len(trials)} trials)",
-        {tracking.TAG_KIND: "invocation", tracking.TAG_SUITE: suite.name, "mtp_bench.resume": str(resume),
-         "mtp_bench.overrides": json.dumps(list(overrides))},
-    )
-    if suite.tracking.log_artifacts:
-        if suite_yaml is not None:
-            tracker.log_text(parent_id, suite_yaml, "suite.yaml")
-        resolved = yaml.safe_dump(suite.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-        tracker.log_text(parent_id, resolved, "suite.resolved.yaml")
-    tracker.log_params(parent_id, {"suite": suite.name, "trials": str(len(trials)), "scheduler": _name(use_ray)})
+    retries_before = tracking.lock_retries()
+    session = None
+    if use_ray and trials:
+        from mtp_bench.scheduler.ray_scheduler import RaySession
+
+        session = RaySession(trials, address)  # raises SchedulingError before anything is recorded
     try:
-        if use_ray:
-            from mtp_bench.scheduler.ray_scheduler import run_with_ray
+        tracker = tracking.Tracker(suite.tracking.uri, suite.tracking.experiment or suite.name)
+        parent_id = open_invocation(tracker, suite, len(trials), resume=resume, suite_yaml=suite_yaml,
+                                    overrides=overrides, scheduler="ray" if use_ray else "in-process")
+        closed = close_stale_invocations(tracker, suite, parent_id) if resume else []
+        try:
+            if session is not None:
+                reports = session.run(parent_id=parent_id, resume=resume, console=console)
+            else:
+                from mtp_bench.scheduler.inprocess import run_in_process
 
-            reports = run_with_ray(trials, parent_id=parent_id, resume=resume, address=address, console=console)
-        else:
-            from mtp_bench.scheduler.inprocess import run_in_process
-
-            reports = run_in_process(trials, parent_id=parent_id, resume=resume)
-    except SchedulingError as exc:  # nothing ran: the invocation failed for the reason the user is shown
-        tracker.fail(parent_id, str(exc))
-        raise
-    except BaseException:
-        tracker.finish(parent_id, "KILLED")
-        raise
-    tracker.log_dict(parent_id, [vars(r) for r in reports], "trials.json")
-    failed = sum(r.status == FAILED for r in reports)
-    tracker.set_tags(parent_id, {"mtp_bench.failed_trials": str(failed)})
-    tracker.finish(parent_id, "FAILED" if failed else "FINISHED")
-    return SuiteRun(parent_id, reports)
-
-
-def _name(use_ray: bool) -> str:
-    return "ray" if use_ray else "in-process"
+                reports = run_in_process(trials, parent_id=parent_id, resume=resume)
+        except BaseException:
+            tracker.finish(parent_id, tracking.KILLED)
+            raise
+    finally:
+        if session is not None:
+            session.close()
+    # Ray trials count their retries in their own processes; in-process trials count in ours.
+    retries = tracking.lock_retries() - retries_before + (sum(r.lock_retries for r in reports) if session else 0)
+    close_invocation(tracker, parent_id, reports, retries)
+    if console is not None and closed:
+        console.print(f"closed {len(closed)} parent run(s) of killed earlier invocations as KILLED")
+    if console is not None and retries:
+        console.print(f"[yellow]{retries} store writes were retried because the SQLite store was locked[/] (tag "
+                      f"{tracking.TAG_LOCK_RETRIES} of the parent run); many retries slow trials down: a tracking "
+                      "server (mlflow server) serves parallel writers better")
+    return SuiteRun(parent_id, reports, retries, closed)

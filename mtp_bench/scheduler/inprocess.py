@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 import torch
 
-from mtp_bench.scheduler.common import FAILED, TrialReport, execute_trial, torch_threads
+from mtp_bench.scheduler.reports import FAILED, TrialReport
+from mtp_bench.scheduler.trial_run import execute_trial
+from mtp_bench.scheduler.worker import torch_threads
 from mtp_bench.suite.models import TrialConfig
 
 

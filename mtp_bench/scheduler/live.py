@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mtp_bench.scheduler.common import FAILED, FINISHED, SKIPPED, OpenedRun, TrialReport
+from mtp_bench.scheduler.reports import FAILED, FINISHED, SKIPPED, TrialReport
+from mtp_bench.scheduler.trial_run import OpenedRun
 
 QUEUED, RUNNING, RETRYING = "QUEUED", "RUNNING", "RETRYING"
 _STYLE = {QUEUED: "dim", RUNNING: "cyan", RETRYING: "yellow", FINISHED: "green", FAILED: "red", SKIPPED: "blue"}

@@ -3,13 +3,15 @@ machine or on an existing cluster (``--address`` / ``RAY_ADDRESS``).
 
 Why Tune and not plain tasks: Tune already queues trials by resources, caps concurrency, places them across nodes
 and restarts a trial whose process died (``FailureConfig``); we add only what is ours. A trial runs
-:func:`~mtp_bench.scheduler.common.execute_trial` in its Tune actor (one device) or drives a Ray Train
+:func:`~mtp_bench.scheduler.trial_run.execute_trial` in its Tune actor (one device) or drives a Ray Train
 ``TorchTrainer`` from it (several workers, :mod:`~mtp_bench.scheduler.ray_train`), as Ray documents for Train V2.
 
-Our MLflow store is the record (no Ray MLflow callback, no Tune checkpoints); Tune's own folder is a scratch folder
-under the suite's workdir, removed afterwards. Workers talk to the driver through a small mailbox actor: when a run
-opened, metrics for the live view, and the final report (which carries the error of a failed trial). A trial whose
-process dies without reporting (killed for memory, node lost) is marked FAILED in MLflow by the driver.
+A :class:`RaySession` starts or joins Ray and checks the grid against the cluster before the caller records
+anything. Our MLflow store is the record (no Ray MLflow callback, no Tune checkpoints); Tune's own folder is a scratch
+folder under the suite's workdir, removed afterwards. Workers talk to the driver through a small mailbox actor
+(:mod:`~mtp_bench.scheduler.tune_bridge` reads it): when a run opened, metrics for the live view, and the final report
+(which carries the error of a failed trial). A trial whose process dies without reporting (killed for memory, node
+lost) is marked FAILED in MLflow by the driver.
 """
 
 from __future__ import annotations
@@ -24,22 +26,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mtp_bench.scheduler.common import (
-    FAILED,
-    FINISHED,
+from mtp_bench.scheduler.checks import (
+    RayStartError,
     SchedulingError,
-    TrialReport,
     check_resources,
     check_tracking,
     concurrency_cap,
-    execute_trial,
-    finished_run,
-    new_report,
     resource_demand,
-    skipped_report,
-    torch_threads,
 )
 from mtp_bench.scheduler.live import GridView, Mailbox, Sender
+from mtp_bench.scheduler.reports import FAILED, TrialReport, new_report
+from mtp_bench.scheduler.trial_run import execute_trial, finished_run, skipped_report
+from mtp_bench.scheduler.tune_bridge import bridge_class, silent_progress
+from mtp_bench.scheduler.worker import enter_driver_directory, torch_threads
 from mtp_bench.suite.models import TrialConfig
 
 _TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV/JSON/TensorBoard copies of our metrics
@@ -57,6 +56,43 @@ class RetryTrial(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------------ the driver ----
+class RaySession:
+    """Ray joined or started, and the grid checked against it, before anything is recorded: a grid that can never
+    run raises :class:`SchedulingError` here, so no parent run is left behind for it. Close it after the run."""
+
+    def __init__(self, trials: list[TrialConfig], address: str | None = None):
+        self.trials = trials
+        self.started_here = connect(address)
+        try:
+            self.nodes = alive_nodes()
+            check_tracking(trials, self.nodes)
+            check_resources(trials, self.nodes)
+            self.trackers = _open_stores(trials)  # here, once: parallel trials must not race to create tables
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, *, parent_id: str | None, resume: bool, console: Any = None) -> list[TrialReport]:
+        """One report per trial, in the order given."""
+        trials = self.trials
+        reports = _already_finished(trials, self.trackers) if resume else {}  # skipped without starting a worker
+        view = GridView([(t.trial_id, t.label) for t in trials], console)
+        for report in reports.values():
+            view.finish(report)
+        pending = [t for t in trials if t.trial_id not in reports]
+        if pending:
+            with view, _env(_TUNE_ENV), _quiet(_QUIET_LOGGERS):
+                reports.update(_run_tune(pending, self.nodes, parent_id=parent_id, resume=resume, view=view))
+        return [reports[t.trial_id] for t in trials]
+
+    def close(self) -> None:
+        if self.started_here:
+            import ray
+
+            ray.shutdown()
+            self.started_here = False
+
+
 def run_with_ray(
     trials: list[TrialConfig], *, parent_id: str | None, resume: bool, address: str | None = None, console: Any = None
 ) -> list[TrialReport]:
@@ -64,26 +100,11 @@ def run_with_ray(
     before anything runs when the cluster can never run the grid."""
     if not trials:
         return []
-    import ray
-
-    started_here = connect(address)
+    session = RaySession(trials, address)
     try:
-        nodes = alive_nodes()
-        check_tracking(trials, nodes)
-        check_resources(trials, nodes)
-        trackers = _open_stores(trials)  # here, once: parallel trials must not race to create tables
-        reports = _already_finished(trials, trackers) if resume else {}  # skipped without starting a worker
-        view = GridView([(t.trial_id, t.label) for t in trials], console)
-        for report in reports.values():
-            view.finish(report)
-        pending = [t for t in trials if t.trial_id not in reports]
-        if pending:
-            with view, _env(_TUNE_ENV), _quiet(_QUIET_LOGGERS):
-                reports.update(_run_tune(pending, nodes, parent_id=parent_id, resume=resume, view=view))
-        return [reports[t.trial_id] for t in trials]
+        return session.run(parent_id=parent_id, resume=resume, console=console)
     finally:
-        if started_here:
-            ray.shutdown()
+        session.close()
 
 
 def connect(address: str | None) -> bool:
@@ -101,9 +122,12 @@ def connect(address: str | None) -> bool:
         else:
             ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                      object_store_memory=512 * 1024**2)  # trials exchange configs and messages, not tensors
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - Ray raises a plain Exception when a local node is slow to start
         where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise SchedulingError(f"could not start or join {where}: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        hint = ("; a loaded machine may need more time: retry, or run without Ray (--no-ray)" if not address
+                else "; check the address and that the cluster runs the same Ray version")
+        raise RayStartError(f"could not start or join {where}: {first}{hint}") from None
     return True
 
 
@@ -140,7 +164,7 @@ def _already_finished(trials: list[TrialConfig], trackers: dict[tuple[str, str],
         tracker = trackers[_store_key(trial)]
         run = finished_run(tracker, trial)
         if run is not None:
-            reports[trial.trial_id] = skipped_report(trial, run, tracker)
+            reports[trial.trial_id] = skipped_report(trial, run)
     return reports
 
 
@@ -169,13 +193,6 @@ def _quiet(names: tuple[str, ...]):
             logger.setLevel(level)
 
 
-def enter_driver_directory(cwd: str) -> None:
-    """Relative paths in a suite mean what they meant where ``mtp-bench run`` started (Tune and Train move workers
-    elsewhere); on other machines the folder may not exist, and suites there need absolute paths anyway."""
-    if Path(cwd).is_dir():
-        os.chdir(cwd)
-
-
 # --------------------------------------------------------------------------------------------------- Tune ----
 def _run_tune(trials: list[TrialConfig], nodes: list[dict[str, Any]], *, parent_id: str | None, resume: bool,
               view: GridView) -> dict[str, TrialReport]:
@@ -190,7 +207,7 @@ def _run_tune(trials: list[TrialConfig], nodes: list[dict[str, Any]], *, parent_
     trainable = tune.with_resources(trainable, lambda config: _placement(trials[config["index"]]))
     scratch = Path(trials[0].tracking.workdir) / trials[0].suite / "_tune"  # Tune's folder, ours to remove
     name = f"grid-{(parent_id or 'local')[:12]}-{int(time.time())}"
-    bridge = _bridge_class()(trials, mailbox, view)
+    bridge = bridge_class()(trials, mailbox, view)
     tuner = tune.Tuner(
         trainable,
         param_space={"index": tune.grid_search(list(range(len(trials))))},
@@ -207,7 +224,7 @@ def _run_tune(trials: list[TrialConfig], nodes: list[dict[str, Any]], *, parent_
             storage_path=str(scratch),
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=max(t.resources.max_retries for t in trials)),
-            callbacks=[bridge, _silent_progress()],
+            callbacks=[bridge, silent_progress()],
         ),
     )
     try:
@@ -256,6 +273,9 @@ def tune_trial(config: dict[str, Any], *, dumps: list[dict[str, Any]], ids: list
         run = run_distributed
     else:
         torch.set_num_threads(torch_threads(trial, trial.resources.cpus_per_trial) or 1)
+    from mtp_bench.trial.prepare import preload
+
+    preload(trial)  # once per process in effect (reuse_actors): imports are not the trial's time
     report = execute_trial(trial, parent_id=parent_id, resume=resume, progress=False, node=node, run=run,
                            on_metrics=sender.metrics, on_open=sender.opened)
     sender.done(asdict(report))
@@ -266,126 +286,4 @@ def tune_trial(config: dict[str, Any], *, dumps: list[dict[str, Any]], ids: list
         raise RetryTrial(report.error)
 
 
-# --------------------------------------------------------------------------------- worker <-> driver messages ----
-def _bridge_class() -> type:
-    from ray import tune
-
-    class TuneBridge(tune.Callback):
-        """Runs in the driver inside Tune's event loop: feeds the live view, collects reports, and records trials
-        whose process died before it could report."""
-
-        def __init__(self, trials: list[TrialConfig], mailbox: Any, view: GridView):
-            self.trials, self.mailbox, self.view = trials, mailbox, view
-            self.by_id = {t.trial_id: t for t in trials}
-            self.reports: dict[str, TrialReport] = {}
-            self.opened: dict[str, tuple[str, str, int]] = {}  # trial id -> (node, run id, attempt)
-            self._drained = 0.0
-
-        def __getstate__(self) -> dict:
-            return {}  # Tune pickles its config for Tuner.restore, which we never use; the console cannot pickle
-
-        def _id(self, trial: Any) -> str:
-            return self.trials[trial.config["index"]].trial_id
-
-        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self.view.placed(self._id(trial))
-
-        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-            if time.monotonic() - self._drained > 0.5:
-                self.drain()
-
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self.drain()
-
-        def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self.drain()
-            trial_id = self._id(trial)
-            report = self.reports.get(trial_id)
-            self.view.retrying(trial_id, report.error if report else _tune_error(trial))
-
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self.drain()
-            trial_id = self._id(trial)
-            node, run_id, attempt = self.opened.get(trial_id, (None, None, 1))
-            report = self.reports.get(trial_id)
-            if report is not None and report.attempt >= attempt:
-                return  # the trial reported its own failure (and asked for a retry Tune no longer grants)
-            report = new_report(self.by_id[trial_id], FAILED, node)
-            report.run_id, report.attempt = run_id, attempt
-            report.error = f"trial process lost: {_tune_error(trial)}"
-            if run_id is not None:
-                _record_lost(self.by_id[trial_id], run_id, report.error)
-            self.reports[trial_id] = report
-            self.view.finish(report)
-
-        def drain(self) -> None:
-            import ray
-
-            self._drained = time.monotonic()
-            for item in ray.get(self.mailbox.take.remote()):
-                kind, trial_id = item[0], item[1]
-                if trial_id not in self.by_id:
-                    continue
-                if kind == "open":
-                    self.opened[trial_id] = (item[2], item[3], item[4])
-                    self.view.start(trial_id, item[2], item[4])
-                elif kind == "metrics":
-                    self.view.update(trial_id, item[3], item[2])
-                elif kind == "done":
-                    report = TrialReport(**item[2])
-                    self.reports[trial_id] = report
-                    if not (report.status == FAILED and report.attempt <= self.by_id[trial_id].resources.max_retries):
-                        self.view.finish(report)
-
-        def finalize(self) -> dict[str, TrialReport]:
-            """Trials without a report were stopped by an interruption: their runs are KILLED (``--resume``
-            continues them) and the interruption goes on to the caller."""
-            missing = [t for t in self.trials if t.trial_id not in self.reports]
-            for trial in missing:
-                if trial.trial_id in self.opened:
-                    _record_lost(trial, self.opened[trial.trial_id][1], None)
-            if missing:
-                raise KeyboardInterrupt(f"{len(missing)} trials did not finish")
-            return self.reports
-
-    return TuneBridge
-
-
-def _silent_progress() -> Any:
-    """Tune prints a line per finished trial unless a progress callback of its own kind is present: give it one
-    that prints nothing (the live view is ours)."""
-    from ray.tune.progress_reporter import TrialProgressCallback
-
-    class Silent(TrialProgressCallback):
-        def log_result(self, trial: Any, result: dict, error: bool = False) -> None:
-            pass
-
-        def _print(self, msg: str) -> None:
-            pass
-
-    return Silent()
-
-
-def _tune_error(trial: Any) -> str:
-    try:
-        error = trial.get_error()
-    except Exception:  # noqa: BLE001 - best effort: the error file may be gone with its node
-        error = None
-    lines = [line for line in str(error or "").strip().splitlines() if line.strip()]
-    return lines[-1][:500] if lines else "no error recorded (killed, out of memory, or its node was lost)"
-
-
-def _record_lost(trial: TrialConfig, run_id: str, error: str | None) -> None:
-    from mtp_bench.tracking import Tracker
-
-    tracker = Tracker(trial.tracking.uri, trial.tracking.experiment or trial.suite)
-    if tracker.client.get_run(run_id).info.status in (FINISHED, FAILED):
-        return
-    if error is None:
-        tracker.finish(run_id, "KILLED")
-    else:
-        tracker.fail(run_id, error)
-
-
-__all__ = ["FINISHED", "FAILED", "RetryTrial", "SchedulingError", "check_resources", "check_tracking",
-           "concurrency_cap", "connect", "new_report", "run_with_ray", "tune_trial"]
+__all__ = ["RaySession", "RetryTrial", "SchedulingError", "connect", "run_with_ray", "tune_trial"]

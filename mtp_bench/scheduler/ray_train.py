@@ -62,7 +62,7 @@ def run_distributed(
         trainer.fit()
     finally:
         shutil.rmtree(storage, ignore_errors=True)
-    return {k: v for k, v in tracker.client.get_run(run_id).data.metrics.items()}
+    return tracker.metrics(run_id)
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -70,8 +70,7 @@ def train_worker(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    from mtp_bench.scheduler.common import torch_threads
-    from mtp_bench.scheduler.ray_scheduler import enter_driver_directory
+    from mtp_bench.scheduler.worker import enter_driver_directory, torch_threads
     from mtp_bench.tracking import Tracker
     from mtp_bench.train.loop import Distributed
     from mtp_bench.trial import run_trial

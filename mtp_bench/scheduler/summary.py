@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mtp_bench.scheduler.common import FAILED, FINISHED, TrialReport
+from mtp_bench.scheduler.reports import FAILED, FINISHED, TrialReport
 
 _STYLE = {FINISHED: "green", FAILED: "red"}
 

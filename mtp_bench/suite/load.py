@@ -1,130 +1,30 @@
-"""Reading a suite: YAML -> environment interpolation -> dotted overrides -> validation -> grid of trials.
+"""Validating a suite: document (see :mod:`mtp_bench.suite.document`) -> pydantic models and plugin settings ->
+grid of trials.
 
-Every problem becomes a :class:`SuiteError` whose message names the key path, so the CLI prints one line per problem
-and exits 2 instead of showing a traceback.
+Every problem becomes a :class:`~mtp_bench.errors.SuiteError` whose message names the key path, so the CLI prints one
+line per problem and exits 2 instead of showing a traceback. Validation imports no plugin: names are checked against
+the installed entry points and settings against the plugins' light ``Params`` models (see :mod:`mtp_bench.registry`).
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
+import math
 import os
-import re
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from mtp_bench import registry
+from mtp_bench.errors import SuiteError
+from mtp_bench.suite.document import interpolate, parse_override, read_yaml, set_dotted
 from mtp_bench.suite.models import MethodEntry, SuiteConfig, TrialConfig
+from mtp_bench.suite.tracking_uri import check_tracking_uri
 
-
-class SuiteError(ValueError):
-    """A suite that cannot be used; ``problems`` holds one ``key.path: message`` line each."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-# ------------------------------------------------------------------------------------------------ raw documents ----
-
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(value: Any, path: str) -> Any:
-    """Expand ``${VAR}`` and ``${VAR:-default}`` in strings (as docker compose does), so machine-specific paths
-    such as a local data copy stay out of the suite."""
-    if isinstance(value, dict):
-        return {k: _interpolate(v, f"{path}.{k}" if path else str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, f"{path}.{i}") for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ and os.environ[name] != "":
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise SuiteError([f"{path}: environment variable {name} is not set and has no default (${{{name}:-...}})"])
-
-    return _ENV.sub(substitute, value)
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise SuiteError([f"suite file: {path} does not exist"])
-    try:
-        document = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SuiteError([f"suite file: {path} is not valid YAML{where}: {problem}"]) from None
-    if not isinstance(document, dict):
-        raise SuiteError([f"suite file: {path} must hold a mapping at the top level"])
-    return document
-
-
-def _find_list_item(items: list[Any], key: str, path: str) -> int:
-    if key.lstrip("-").isdigit():
-        index = int(key)
-        if not -len(items) <= index < len(items):
-            raise SuiteError([f"{path}: index {index} out of range ({len(items)} items)"])
-        return index
-    # Lists of named entries (methods, scorers) may be addressed by label or name: methods.mutor.params.a=0.1
-    for index, item in enumerate(items):
-        if isinstance(item, dict) and key in (item.get("label"), item.get("name")):
-            return index
-    raise SuiteError([f"{path}: no list item named {key!r}"])
-
-
-def set_dotted(document: dict[str, Any], dotted: str, value: Any) -> str:
-    """Set ``a.b.c`` in a nested dict/list document, creating mappings on the way. Returns the path it set with list
-    items as indices (``methods.mutor.params.a`` -> ``methods.1.params.a``), as validation errors name them."""
-    keys = dotted.split(".")
-    resolved: list[str] = []
-    node: Any = document
-    for depth, key in enumerate(keys):
-        path = ".".join(keys[: depth + 1])
-        last = depth == len(keys) - 1
-        if isinstance(node, list):
-            index = _find_list_item(node, key, path)
-            resolved.append(str(index % len(node)))
-            if last:
-                node[index] = value
-            else:
-                node = node[index]
-            continue
-        if not isinstance(node, dict):
-            raise SuiteError([f"{path}: cannot set a key inside a {type(node).__name__}"])
-        resolved.append(key)
-        if last:
-            node[key] = value
-        else:
-            if node.get(key) is None:
-                node[key] = {}
-            node = node[key]
-    return ".".join(resolved)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``train.lr=3e-5`` -> ("train.lr", "3e-5"); values are YAML (``grid.seeds=[0,1,2]``)."""
-    if "=" not in text:
-        raise SuiteError([f"override {text!r}: expected key.path=value"])
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key or not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", key):
-        raise SuiteError([f"override {text!r}: bad key path {key!r}"])
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key, value
+MAX_TRIALS = 10_000
+"""Most trials a suite may expand to (methods x cells x seeds); more is a typo, not a plan."""
 
 
 # ------------------------------------------------------------------------------------------------- validation ----
@@ -140,43 +40,85 @@ def _error_lines(exc: ValidationError, prefix: str = "") -> list[str]:
             message = "unknown key"
         elif error["type"] == "missing":
             message = "required key is missing"
-        elif "input" in error and not isinstance(error["input"], dict | list):
-            message = f"{message} (got {error['input']!r})"
+        elif "input" in error and not isinstance(error["input"], dict | list) and str(error["input"]) not in message:
+            message = f"{message} (got {_short(error['input'])})"
         lines.append(f"{path}: {message}")
     return lines
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _strictness(raw: Any, checked: Any, path: str) -> list[str]:
+    """What pydantic's lax mode lets through: ``true`` read as the number 1 (compared against what the suite wrote),
+    and infinities or NaN anywhere (``.inf`` or the string ``inf`` read as a float)."""
+    where = path or "(top level)"
+    if isinstance(checked, float) and not math.isfinite(checked):
+        return [f"{where}: must be a finite number (got {_short(raw)})"]
+    if isinstance(raw, bool) and isinstance(checked, int | float) and not isinstance(checked, bool):
+        return [f"{where}: expected a number, got {str(raw).lower()}"]
+    problems: list[str] = []
+    if isinstance(checked, dict):
+        for key, value in checked.items():
+            child = raw.get(key) if isinstance(raw, dict) else None
+            problems += _strictness(child, value, f"{path}.{key}" if path else str(key))
+    elif isinstance(checked, list | tuple):
+        for index, value in enumerate(checked):
+            child = raw[index] if isinstance(raw, list | tuple) and index < len(raw) else None
+            problems += _strictness(child, value, f"{path}.{index}" if path else str(index))
+    return problems
+
+
+def _accepts_bool(annotation: Any) -> bool:
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_accepts_bool(arg) for arg in get_args(annotation))
+
+
 def validate_plugin_params(params_model: type[BaseModel], params: dict[str, Any], prefix: str) -> dict[str, Any]:
     """Validate a plugin's settings; return them completed with defaults (so trial ids see every value)."""
+    fields = params_model.model_fields
+    problems = [f"{prefix}.{key}: expected a number, got {str(value).lower()}" for key, value in params.items()
+                if isinstance(value, bool) and key in fields and not _accepts_bool(fields[key].annotation)]
+    if problems:  # before pydantic, which would read true as 1 and may then complain about something else
+        raise SuiteError(problems)
     try:
-        return params_model.model_validate(params).model_dump(mode="json")
+        validated = params_model.model_validate(params)
     except ValidationError as exc:
         raise SuiteError(_error_lines(exc, prefix)) from None
+    problems = _strictness(params, validated.model_dump(), prefix)
+    if problems:
+        raise SuiteError(problems)
+    return validated.model_dump(mode="json")
 
 
-def _plugin(group: str, name: str, path: str) -> Any:
+def _params_model(group: str, name: str, path: str) -> type[BaseModel]:
     try:
-        return registry.load(group, name)
+        return registry.load_params(group, name)
     except registry.PluginError as exc:
         raise SuiteError([f"{path}: {exc}"]) from None
 
 
 def _check_plugins(suite: SuiteConfig) -> None:
+    """Plugin names against the installed entry points and their settings against their ``Params``, importing no
+    plugin module (see :func:`mtp_bench.registry.load_params`)."""
     problems: list[str] = []
     for index, entry in enumerate(suite.methods):
         try:
-            _plugin(registry.METHODS, entry.name, f"methods.{index}.name")
-        except SuiteError as exc:
-            problems += exc.problems
+            registry.check_name(registry.METHODS, entry.name)
+        except registry.PluginError as exc:
+            problems.append(f"methods.{index}.name: {exc}")
     for index, scorer in enumerate(suite.evaluation.scorers):
         try:
-            cls = _plugin(registry.SCORERS, scorer.name, f"evaluation.scorers.{index}.name")
-            scorer.params = validate_plugin_params(cls.Params, scorer.params, f"evaluation.scorers.{index}.params")
+            model = _params_model(registry.SCORERS, scorer.name, f"evaluation.scorers.{index}.name")
+            scorer.params = validate_plugin_params(model, scorer.params, f"evaluation.scorers.{index}.params")
         except SuiteError as exc:
             problems += exc.problems
     try:
-        task = _plugin(registry.TASKS, suite.data.task, "data.task")
-        suite.data.params = validate_plugin_params(task.Params, suite.data.params, "data.params")
+        model = _params_model(registry.TASKS, suite.data.task, "data.task")
+        suite.data.params = validate_plugin_params(model, suite.data.params, "data.params")
     except SuiteError as exc:
         problems += exc.problems
     labels = [m.display_name for m in suite.methods]
@@ -184,6 +126,18 @@ def _check_plugins(suite: SuiteConfig) -> None:
         problems.append(f"baseline: {suite.baseline!r} is not one of the suite's methods ({', '.join(labels)})")
     if problems:
         raise SuiteError(problems)
+
+
+def _validated(document: dict[str, Any]) -> SuiteConfig:
+    """The suite's own sections (not yet the plugins'), validated strictly."""
+    try:
+        suite = SuiteConfig.model_validate(document)
+    except ValidationError as exc:
+        raise SuiteError(_error_lines(exc)) from None
+    problems = _strictness(document, suite.model_dump(), "")
+    if problems:
+        raise SuiteError(problems)
+    return suite
 
 
 def _absolute_sqlite(uri: str) -> str:
@@ -196,7 +150,7 @@ def _absolute_sqlite(uri: str) -> str:
 
 def load_suite(path: str | Path, overrides: list[str] | None = None) -> SuiteConfig:
     """Read, override and validate a suite (plugins included). Raises :class:`SuiteError`."""
-    document = _interpolate(read_yaml(path), "")
+    document = interpolate(read_yaml(path), "")
     for text in overrides or []:
         key, value = parse_override(text)
         try:
@@ -207,12 +161,12 @@ def load_suite(path: str | Path, overrides: list[str] | None = None) -> SuiteCon
 
 
 def validate_suite(document: dict[str, Any]) -> SuiteConfig:
-    try:
-        suite = SuiteConfig.model_validate(document)
-    except ValidationError as exc:
-        raise SuiteError(_error_lines(exc)) from None
+    suite = _validated(document)
     _check_plugins(suite)
     env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    problem = check_tracking_uri(env_uri or suite.tracking.uri)
+    if problem:
+        raise SuiteError([f"tracking.uri{' (from MLFLOW_TRACKING_URI)' if env_uri else ''}: {problem}"])
     suite.tracking.uri = _absolute_sqlite(env_uri or suite.tracking.uri)
     suite.tracking.workdir = str(Path(suite.tracking.workdir).resolve())
     if suite.tracking.experiment is None:
@@ -271,7 +225,7 @@ def _checked_shared_cell(base: dict[str, Any], cell: dict[str, Any]) -> SuiteCon
     document = copy.deepcopy(base)
     sources = _apply_cell(document, cell, "grid.overrides")
     try:
-        checked = SuiteConfig.model_validate(document)
+        checked = _validated(document)
         _check_plugins(checked)
     except ValidationError as exc:
         raise SuiteError(_relocate(_error_lines(exc), sources, "")) from None
@@ -287,8 +241,8 @@ def _checked_method(entry: dict[str, Any], cell: dict[str, Any], index: int) -> 
     sources = _apply_cell(document, cell, f"methods.{index}.sweep")
     try:
         method = MethodEntry.model_validate(document)
-        method_cls = _plugin(registry.METHODS, method.name, "name")
-        method.params = validate_plugin_params(method_cls.Params, method.params, "params")
+        method.params = validate_plugin_params(_params_model(registry.METHODS, method.name, "name"), method.params,
+                                               "params")
     except ValidationError as exc:
         raise SuiteError(_relocate(_error_lines(exc), sources, f"methods.{index}")) from None
     except SuiteError as exc:
@@ -313,6 +267,11 @@ def expand_grid(suite: SuiteConfig) -> list[TrialConfig]:
                 for key in suite.grid.overrides if key == "methods" or key.startswith("methods.")]
     if problems:
         raise SuiteError(problems)
+    n_trials = len(suite.grid.seeds) * math.prod(len(values) for values in suite.grid.overrides.values()) * sum(
+        math.prod(len(values) for values in entry.sweep.values()) for entry in suite.methods)
+    if n_trials > MAX_TRIALS:
+        raise SuiteError([f"grid: {n_trials:,} trials (methods x sweeps x grid.overrides x grid.seeds); a suite may "
+                          f"have at most {MAX_TRIALS:,}"])
     shared = [(cell, _collect(problems, _checked_shared_cell, base, cell))
               for cell in _cells(suite.grid.overrides, "grid.overrides")]
     methods = []

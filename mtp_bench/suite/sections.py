@@ -14,13 +14,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mtp_bench.models.presets import PRESETS
+from mtp_bench.suite.presets import PRESETS
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors: a typo in a suite must never be silently ignored."""
+    """Unknown keys are errors: a typo in a suite must never be silently ignored. Numbers must be finite (``.inf``
+    and ``nan`` are refused); ``true`` given for a number is refused in :mod:`mtp_bench.suite.load`."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True,
+                              allow_inf_nan=False)
 
 
 class ModelConfig(StrictModel):

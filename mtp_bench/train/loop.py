@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from mtp_bench.api import LossOutput, Method, ModelBatch, TokenBatch
+from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.method.protocol import Method
+from mtp_bench.models.device import autocast
 from mtp_bench.suite.models import TrainConfig
-from mtp_bench.train.optim import autocast, build_optimizer, build_scheduler
+from mtp_bench.train.optim import build_optimizer, build_scheduler
 from mtp_bench.train.sharding import local_optimizer_state, scalar, whole_optimizer_state
 
 

@@ -1,0 +1,136 @@
+"""Does a committed result reproduce? Re-run one seed of one method of a results folder and compare its value with
+the committed one.
+
+    python -m mtp_bench.analysis.reproduce results/quickstart --method ntp --seed 0
+
+The folder's ``provenance.yaml`` (written by ``mtp-bench compare``/``run``) names the suite, its overrides, the
+headline metric and every committed per-seed value. The trial is run again through the public command line —
+``mtp-bench run SUITE OVERRIDES grid.seeds=[SEED] methods=[THAT METHOD] --no-ray --no-compare`` — into a fresh
+store in a temporary folder, after checking that this narrowed grid yields the very trial id of the committed grid
+(same configuration, same seed). On the CPU with fixed threads a trial is deterministic, so the default tolerance is
+0: any difference is a failure (exit 1); bad input exits 2. Run it from the commit the provenance names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtp_bench.errors import BadInput, MtpBenchError, RunFailed
+
+PROVENANCE = "provenance.yaml"
+
+
+def load_provenance(folder: Path) -> dict[str, Any]:
+    path = folder / PROVENANCE
+    if not path.is_file():
+        raise BadInput(f"{path}: not found (regenerate the folder with `mtp-bench compare SUITE --output {folder}`)")
+    record = yaml.safe_load(path.read_text()) or {}
+    for key in ("suite", "metric", "values"):
+        if not record.get(key):
+            raise BadInput(f"{path}: `{key}` is missing")
+    return record
+
+
+def narrowed_overrides(record: dict[str, Any], method: str, seed: int) -> tuple[list[str], str]:
+    """Overrides that leave one method and one seed of the committed grid, and that trial's id (checked to be one
+    of the committed grid's trials)."""
+    from mtp_bench.suite import expand_grid, load_suite
+
+    overrides = list(record.get("overrides") or [])
+    suite = load_suite(record["suite"], overrides)
+    entry = next((m for m in suite.methods if m.display_name == method), None)
+    if entry is None:
+        raise BadInput(f"method {method!r} is not in {record['suite']} "
+                       f"(methods: {', '.join(m.display_name for m in suite.methods)})")
+    committed = {(t.method.display_name, t.seed, json.dumps(t.cell, sort_keys=True)): t.trial_id
+                 for t in expand_grid(suite)}
+    narrowed = [*overrides, f"grid.seeds=[{seed}]",
+                "methods=" + json.dumps([entry.model_dump(mode="json", exclude_defaults=True)]),
+                f"baseline={method}"]
+    trials = expand_grid(load_suite(record["suite"], narrowed))
+    for trial in trials:
+        if committed.get((method, seed, json.dumps(trial.cell, sort_keys=True))) != trial.trial_id:
+            raise BadInput(f"narrowing the grid to {method} seed {seed} changed the trial's configuration "
+                           f"({trial.label}); cannot reproduce it alone")
+    if len(trials) != 1:
+        raise BadInput(f"{method} seed {seed} is {len(trials)} trials (a grid of cells); reproduce needs one")
+    return narrowed, trials[0].trial_id
+
+
+def rerun(record: dict[str, Any], overrides: list[str], folder: Path) -> str:
+    """Run the narrowed grid into a fresh store under ``folder``; returns the store URI."""
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    command = [sys.executable, "-m", "mtp_bench.cli", "run", record["suite"], *overrides, f"tracking.uri={uri}",
+               f"tracking.workdir={folder / 'trials'}", "--no-ray", "--no-compare"]
+    print("running:", " ".join(command), flush=True)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # it would override tracking.uri
+    done = subprocess.run(command, check=False, env=env)
+    if done.returncode != 0:
+        raise RunFailed(f"the re-run failed (exit {done.returncode})")
+    return uri
+
+
+def check(record: dict[str, Any], method: str, seed: int, uri: str, trial_id: str, tolerance: float) -> list[str]:
+    """Per committed checkpoint, the comparison of the re-run's value with the committed one; raises on a
+    mismatch."""
+    from mtp_bench.suite import load_suite
+    from mtp_bench.tracking.store import Store
+
+    suite = load_suite(record["suite"], list(record.get("overrides") or []))
+    runs = [r for r in Store(uri, suite.tracking.experiment or suite.name).trial_runs(None)
+            if r.trial_id == trial_id and r.status == "FINISHED"]
+    if not runs:
+        raise RunFailed(f"the re-run recorded no finished trial {trial_id}")
+    committed = (record["values"].get(method) or {}).get(str(seed)) or {}
+    if not committed:
+        raise BadInput(f"{PROVENANCE} has no committed value for {method} seed {seed}")
+    lines, mismatches = [], []
+    for checkpoint, value in committed.items():
+        name = f"{checkpoint}/{record['metric']}"
+        got = runs[0].metrics.get(name, math.nan)
+        same = abs(got - value) <= tolerance
+        lines.append(f"{name}: committed {value!r}, re-run {got!r}: {'same' if same else 'DIFFERENT'}")
+        if not same:
+            mismatches.append(name)
+    if mismatches:
+        raise RunFailed("\n".join([*lines, f"{method} seed {seed} does not reproduce"]))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mtp_bench.analysis.reproduce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="a results folder with provenance.yaml, e.g. results/quickstart")
+    parser.add_argument("--method", required=True, help="method label, e.g. ntp")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--tolerance", type=float, default=0.0, help="allowed absolute difference (default 0)")
+    parser.add_argument("--workdir", type=Path, help="where the re-run's store goes (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    try:
+        record = load_provenance(args.folder)
+        overrides, trial_id = narrowed_overrides(record, args.method, args.seed)
+        with tempfile.TemporaryDirectory(prefix="mtp-bench-reproduce-") as scratch:
+            folder = args.workdir or Path(scratch)
+            folder.mkdir(parents=True, exist_ok=True)
+            uri = rerun(record, overrides, folder.resolve())
+            lines = check(record, args.method, args.seed, uri, trial_id, args.tolerance)
+    except MtpBenchError as exc:
+        for line in exc.lines():
+            print(f"reproduce: {line}", file=sys.stderr)
+        return exc.exit_code
+    print("\n".join([*lines, f"{args.method} seed {args.seed} reproduces {args.folder}"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

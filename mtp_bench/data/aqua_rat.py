@@ -1,0 +1,141 @@
+"""AQuA-RAT: question + options -> rationale -> ``#### letter`` (hub or the original local files).
+
+AQuA-RAT (Ling et al. 2017, Apache-2.0) holds algebra word problems with five options, a rationale and the correct
+letter. The model reads the question and the options and writes the rationale, then ``#### X`` (the letter), the
+same final-answer mark as GSM8K, which the ``multiple_choice`` scorer reads.
+
+Sources: the hub (``deepmind/aqua_rat``, config ``raw``, splits train / validation / test, streamed) or a local
+directory in the original format (one JSON object per line, in files named ``*.json``). The original release names
+its files ``train.json``, ``dev.json`` and ``test.json``; ``train_file`` and ``test_file`` pick which file plays
+which split. The shared development copy (``../shared/data/aqua``) has only ``dev.json`` and ``test.json`` (the 97K
+training split is on the hub only), so CPU suites train on ``train_file: dev.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
+from mtp_bench.data.hub import check_local_files, count_local, local_hint, stream_rows
+from mtp_bench.data.tasks import read_jsonl
+
+log = logging.getLogger(__name__)
+
+LETTERS = "ABCDE"
+_OPTION = re.compile(r"\s*([A-E])\s*\)")
+
+
+def check_row(row: dict[str, Any]) -> None:
+    """Reject a row whose options are not five ``X)...`` strings or whose answer is not one of their letters."""
+    options = row.get("options")
+    if not isinstance(options, list) or not all(isinstance(option, str) for option in options):
+        raise ValueError("field options must be a list of strings like 'A)12'")
+    letters = [m.group(1) if (m := _OPTION.match(option)) else None for option in options]
+    if None in letters:
+        raise ValueError(f"an option does not start with a letter and ')': {options}")
+    if row["correct"].strip() not in letters:
+        raise ValueError(f"correct answer {row['correct']!r} is not one of the options' letters {letters}")
+
+
+def options_text(options: list[str]) -> str:
+    """``["A)12", "B) 15"]`` -> ``"A) 12 B) 15"`` (one space after each letter, as the prompt shows them)."""
+    parts = []
+    for option in options:
+        match = _OPTION.match(option)
+        parts.append(f"{match.group(1)}) {option[match.end():].strip()}" if match else option.strip())
+    return " ".join(parts)
+
+
+def to_record(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "question": row["question"].strip(),
+        "options": options_text(row["options"]),
+        "rationale": row["rationale"].strip(),
+        "gold": row["correct"].strip(),
+    }
+
+
+class AquaRatParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
+
+    source: Literal["local", "hub"] = "local"
+    """``local`` reads ``path``; ``hub`` streams ``hub_id`` with the datasets library (needs network or its cache)."""
+
+    train_file: str = "train.json"
+    """File of ``path`` used as the training split (``source: local``). The shared copy has no ``train.json``: CPU
+    suites set ``dev.json``."""
+
+    test_file: str = "test.json"
+    """File of ``path`` used as the test split (``source: local``)."""
+
+    path: str | None = None
+    """Directory with the JSON-lines files (``source: local``); suites use
+    ``${MTP_BENCH_AQUA_DIR:-../shared/data/aqua}``."""
+
+    hub_id: str = "deepmind/aqua_rat"
+    """Dataset id on the hub (``source: hub``)."""
+
+    hub_config: str = "raw"
+    """Dataset configuration on the hub (``raw``: untokenised text)."""
+
+    hub_train_split: Literal["train", "validation"] = "train"
+    """Hub split used for training (validation is carved from it by ``data.validation_size``)."""
+
+    @field_validator("path")
+    @classmethod
+    def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("source") != "local":
+            return path
+        files = [info.data.get("train_file", "train.json"), info.data.get("test_file", "test.json")]
+        advice = "; a copy without a training split can train on its dev split: train_file: dev.json"
+        return check_local_files(path, files, advice if "train.json" in files else "")
+
+
+class AquaRat:
+    """Multiple-choice algebra with rationales; records carry ``question``, ``options`` (one line of text),
+    ``rationale`` and ``gold`` (the correct letter)."""
+
+    name: ClassVar[str] = "aqua_rat"
+    Params: ClassVar[type] = AquaRatParams
+    prompt_template: ClassVar[str] = "Question: {question}\nOptions: {options}\n\nAnswer:"
+    answer_template: ClassVar[str] = " {rationale}\n#### {gold}"
+    tokenizer_kind: ClassVar[Literal["bpe", "word"]] = "bpe"
+
+    def __init__(self, params: AquaRatParams):
+        self.params = params
+
+    def preflight(self) -> int | None:
+        """Read and check both local files as the trials will (file:line on the first bad row; neither empty); the
+        hub is not reached before trials start."""
+        p = self.params
+        if p.source != "local":
+            return None
+        assert p.path is not None
+        count_local(self.records("test"), Path(p.path) / p.test_file)
+        return count_local(self.records("train"), Path(p.path) / p.train_file)
+
+    def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
+        p = self.params
+        if p.source == "local":
+            assert p.path is not None
+            name = p.train_file if split == "train" else p.test_file
+            rows = read_jsonl(Path(p.path) / name, required=("question", "rationale", "correct"), check=check_row)
+        else:
+            hub_split = p.hub_train_split if split == "train" else "test"
+            hint = local_hint(self.name, "a directory with train.json and test.json (AQuA-RAT's original files)")
+            rows, skipped = [], []
+            for index, row in enumerate(stream_rows(p.hub_id, p.hub_config, hub_split, hint)):
+                try:
+                    check_row(row)
+                except ValueError as exc:
+                    skipped.append(f"row {index}: {exc}")
+                    continue
+                rows.append(row)
+            if skipped:  # a few malformed rows in a 97K crowd-sourced split should not stop a run, but are reported
+                log.warning("%s %s: skipped %d malformed row(s), first: %s", p.hub_id, hub_split, len(skipped),
+                            skipped[0])
+        return [to_record(row) for row in rows]

@@ -1,0 +1,101 @@
+"""DialogSum dialogue summarisation, with the test set's three references per dialogue (hub or local files).
+
+DialogSum (Chen et al. 2021, CC BY-NC-SA 4.0) holds everyday dialogues with human summaries; ROUGE takes the best
+of a test dialogue's references.
+
+Sources: the hub (``knkarthick/dialogsum``, splits train / validation / test, streamed; its test split repeats each
+dialogue once per reference and the rows are merged back) or a local directory with the original JSON-lines files
+(``dialogsum.train.jsonl``, ``dialogsum.dev.jsonl``, ``dialogsum.test.jsonl``: ``dialogue`` and ``summary``, or
+``summary1..3`` in test). ``train_file`` and ``test_file`` pick which file plays which split; the shared copy
+(``../shared/data/dialogsum``) has no training file, so CPU suites train on ``train_file: dialogsum.dev.jsonl``.
+Read that copy where it is: its licence does not let it be copied into this repository.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+
+from mtp_bench.data import summaries
+from mtp_bench.data.hub import check_local_files, count_local, local_hint, stream_rows
+from mtp_bench.data.tasks import read_jsonl
+
+REFERENCE_FIELDS = ("summary", "summary1", "summary2", "summary3")
+
+
+class DialogSumParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
+
+    source: Literal["local", "hub"] = "local"
+    """``local`` reads ``path``; ``hub`` streams ``hub_id`` with the datasets library (needs network or its cache)."""
+
+    train_file: str = "dialogsum.train.jsonl"
+    """File of ``path`` used as the training split. The shared copy has none: CPU suites set
+    ``dialogsum.dev.jsonl``."""
+
+    test_file: str = "dialogsum.test.jsonl"
+    """File of ``path`` used as the test split (three references per dialogue in the original)."""
+
+    path: str | None = None
+    """Directory with the JSON-lines files (``source: local``); suites use
+    ``${MTP_BENCH_DIALOGSUM_DIR:-../shared/data/dialogsum}``."""
+
+    hub_id: str = "knkarthick/dialogsum"
+    """Dataset id on the hub (``source: hub``)."""
+
+    hub_train_split: Literal["train", "validation"] = "train"
+    """Hub split used for training (validation is carved from it by ``data.validation_size``)."""
+
+    @field_validator("path")
+    @classmethod
+    def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("source") != "local":
+            return path
+        files = [info.data.get("train_file", ""), info.data.get("test_file", "")]
+        advice = "; a copy without a training split can train on its dev split: train_file: dialogsum.dev.jsonl"
+        return check_local_files(path, files, advice if "dialogsum.train.jsonl" in files else "")
+
+
+class DialogSum:
+    """Dialogue summarisation; records carry ``dialogue``, ``summary`` (the first reference, the training target)
+    and ``references`` (all of them, for ROUGE)."""
+
+    name: ClassVar[str] = "dialogsum"
+    Params: ClassVar[type] = DialogSumParams
+    prompt_template: ClassVar[str] = summaries.PROMPT_TEMPLATE
+    answer_template: ClassVar[str] = summaries.ANSWER_TEMPLATE
+    tokenizer_kind: ClassVar[Literal["bpe", "word"]] = "bpe"
+
+    def __init__(self, params: DialogSumParams):
+        self.params = params
+
+    def preflight(self) -> int | None:
+        """Read and check both local files as the trials will (file:line on the first bad row; neither empty); the
+        hub is not reached before trials start."""
+        p = self.params
+        if p.source != "local":
+            return None
+        assert p.path is not None
+        count_local(self.records("test"), Path(p.path) / p.test_file)
+        return count_local(self.records("train"), Path(p.path) / p.train_file)
+
+    def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
+        p = self.params
+        if p.source == "local":
+            assert p.path is not None
+            path = Path(p.path) / (p.train_file if split == "train" else p.test_file)
+            rows = read_jsonl(path, required=("dialogue",), check=summaries.check_has_summary(REFERENCE_FIELDS))
+            source = str(path)
+        else:
+            source = f"{p.hub_id} {split}"
+            hub_split = p.hub_train_split if split == "train" else "test"
+            hint = local_hint(self.name, "a directory with dialogsum.train.jsonl and dialogsum.test.jsonl")
+            rows = list(stream_rows(p.hub_id, None, hub_split, hint))
+        records = [
+            summaries.summary_record(row["dialogue"], summaries.references_of(row, REFERENCE_FIELDS),
+                                     f"{source} row {index}")
+            for index, row in enumerate(rows)
+        ]
+        return summaries.merge_repeated_dialogues(records) if split == "test" else records

@@ -1,0 +1,171 @@
+"""OpenMathInstruct-2, streamed and filtered by problem source (the paper's 1M-GSM, 2M-GSM and 1M-MATH data).
+
+OpenMathInstruct-2 (Toshniwal et al. 2024, CC BY 4.0) holds 14M synthetic solutions to GSM8K- and MATH-style
+problems.
+
+The hub copy (``nvidia/OpenMathInstruct-2``) is streamed, never loaded whole: rows of the chosen ``split``
+(``train_1M``, ``train_2M``, ``train_5M`` or the full ``train``) are kept when their ``problem_source`` is one of
+``problem_sources`` (1M-GSM: ``gsm8k`` + ``augmented_gsm8k``; 1M-MATH: ``math`` + ``augmented_math``). With
+``max_examples`` alone the first N kept rows are used and the stream stops there; with ``subsample_seed`` too, a
+uniform sample of N of all kept rows (reservoir sampling over the whole stream, seeded, returned in stream order), so
+the same seed gives the same subset. A local copy is a JSON-lines file ``<path>/<split>.jsonl`` with the hub's
+fields (``problem``, ``generated_solution``, ``expected_answer``, ``problem_source``); the same filter applies.
+
+Targets end in ``\\boxed{...}``: the generated solutions do, and one that does not gets ``\\boxed{expected_answer}``
+appended, so a trained model always writes its answer where the ``math`` scorer reads it. The test split is another
+task's: ``test: gsm8k`` (1M-GSM, 2M-GSM) or ``test: math500`` (1M-MATH), configured by ``test_params``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from mtp_bench.data.gsm8k import GSM8K, GSM8KParams
+from mtp_bench.data.hub import check_local_files, count_local, local_hint, stream_rows
+from mtp_bench.data.math500 import ANSWER_TEMPLATE, MATH500, PROMPT_TEMPLATE, MATH500Params, last_boxed
+from mtp_bench.data.tasks import read_jsonl
+
+ProblemSource = Literal["gsm8k", "augmented_gsm8k", "math", "augmented_math"]
+TEST_TASKS: dict[str, tuple[type, type]] = {"gsm8k": (GSM8K, GSM8KParams), "math500": (MATH500, MATH500Params)}
+FIELDS = ("problem", "generated_solution", "expected_answer", "problem_source")
+
+
+def boxed_solution(solution: str, expected: str) -> str:
+    """The solution, with ``\\boxed{expected}`` appended when it has no box of its own."""
+    solution = solution.strip()
+    return solution if last_boxed(solution) is not None else f"{solution}\nThe final answer is \\boxed{{{expected}}}."
+
+
+def reservoir(rows: Iterator[dict[str, Any]], size: int, seed: int) -> list[dict[str, Any]]:
+    """A uniform sample of ``size`` rows of the stream (all of them if fewer), in stream order; same seed, same
+    sample."""
+    rng = random.Random(seed)
+    kept: list[tuple[int, dict[str, Any]]] = []
+    for index, row in enumerate(rows):
+        if len(kept) < size:
+            kept.append((index, row))
+        else:
+            slot = rng.randint(0, index)
+            if slot < size:
+                kept[slot] = (index, row)
+    return [row for _, row in sorted(kept, key=lambda pair: pair[0])]
+
+
+class OpenMathInstruct2Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
+
+    source: Literal["local", "hub"] = "hub"
+    """``hub`` streams ``hub_id``; ``local`` reads ``<path>/<split>.jsonl``."""
+
+    split: Literal["train_1M", "train_2M", "train_5M", "train"] = "train_1M"
+    """Which released training split (the paper: ``train_1M`` for 1M-GSM / 1M-MATH, ``train_2M`` for 2M-GSM)."""
+
+    problem_sources: list[ProblemSource] = Field(min_length=1)
+    """Rows kept, by ``problem_source``: e.g. ``[gsm8k, augmented_gsm8k]`` (1M-GSM, ≈152K rows of train_1M) or
+    ``[math, augmented_math]`` (1M-MATH, ≈200K)."""
+
+    max_examples: int | None = Field(default=None, ge=1)
+    """Cap on training rows; default all kept rows (held in memory: ≈152K-277K for the paper's sets)."""
+
+    subsample_seed: int | None = None
+    """With ``max_examples``: draw a seeded uniform sample of the kept rows instead of taking the first ones."""
+
+    path: str | None = None
+    """Directory holding ``<split>.jsonl`` (``source: local``)."""
+
+    hub_id: str = "nvidia/OpenMathInstruct-2"
+    """Dataset id on the hub (``source: hub``)."""
+
+    test: Literal["gsm8k", "math500"] = "math500"
+    """Task whose test split is used: ``gsm8k`` (1M-GSM, 2M-GSM) or ``math500`` (1M-MATH)."""
+
+    test_params: dict[str, Any] = Field(default_factory=lambda: {"source": "hub"})
+    """Settings of the test task (its own ``params``), e.g. ``{source: local, path: ../shared/data/gsm8k}``."""
+
+    @field_validator("path")
+    @classmethod
+    def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("source") != "local":
+            return path
+        return check_local_files(path, [f"{info.data.get('split', 'train_1M')}.jsonl"])
+
+    @field_validator("test_params")
+    @classmethod
+    def _check_test_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        _, params_model = TEST_TASKS[info.data.get("test", "math500")]
+        try:
+            return params_model.model_validate(params).model_dump(mode="json")
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(problems) from None
+
+
+class OpenMathInstruct2:
+    """Synthetic maths solutions filtered by problem source; records carry ``problem``, ``solution`` (ending in a
+    box), ``gold`` and, for training rows, ``problem_source``."""
+
+    name: ClassVar[str] = "openmathinstruct2"
+    Params: ClassVar[type] = OpenMathInstruct2Params
+    prompt_template: ClassVar[str] = PROMPT_TEMPLATE
+    answer_template: ClassVar[str] = ANSWER_TEMPLATE
+    tokenizer_kind: ClassVar[Literal["bpe", "word"]] = "bpe"
+
+    def __init__(self, params: OpenMathInstruct2Params):
+        self.params = params
+
+    def preflight(self) -> int | None:
+        """The test task's own checks, then the local training file read and filtered as the trials will; the hub is
+        not reached before trials start."""
+        p = self.params
+        task_cls, params_model = TEST_TASKS[p.test]
+        task_cls(params_model.model_validate(p.test_params)).preflight()
+        if p.source != "local":
+            return None
+        assert p.path is not None
+        where = f"{Path(p.path) / f'{p.split}.jsonl'} (problem_source in {', '.join(p.problem_sources)})"
+        return count_local(self._train(), where)
+
+    def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
+        return self._train() if split == "train" else self._test()
+
+    def _rows(self) -> Iterator[dict[str, Any]]:
+        p = self.params
+        if p.source == "local":
+            assert p.path is not None
+            return iter(read_jsonl(Path(p.path) / f"{p.split}.jsonl", required=FIELDS))
+        hint = local_hint(self.name, f"a directory with {p.split}.jsonl (the hub's fields, one row per line)")
+        return stream_rows(p.hub_id, None, p.split, hint)
+
+    def _train(self) -> list[dict[str, Any]]:
+        p = self.params
+        wanted = set(p.problem_sources)
+        kept = (row for row in self._rows() if row.get("problem_source") in wanted)
+        if p.max_examples is not None and p.subsample_seed is not None:
+            rows = reservoir(kept, p.max_examples, p.subsample_seed)
+        else:
+            rows = []
+            for row in kept:  # stop reading the stream as soon as the cap is reached
+                rows.append(row)
+                if p.max_examples is not None and len(rows) >= p.max_examples:
+                    break
+        return [
+            {
+                "problem": row["problem"].strip(),
+                "solution": boxed_solution(row["generated_solution"], str(row["expected_answer"]).strip()),
+                "gold": str(row["expected_answer"]).strip(),
+                "problem_source": row["problem_source"],
+            }
+            for row in rows
+        ]
+
+    def _test(self) -> list[dict[str, Any]]:
+        task_cls, params_model = TEST_TASKS[self.params.test]
+        rows = task_cls(params_model.model_validate(self.params.test_params)).records("test")
+        if self.params.test == "gsm8k":  # GSM8K's fields under the names this task's templates use
+            return [{"problem": r["question"], "solution": r["answer"], "gold": r["gold"]} for r in rows]
+        return rows

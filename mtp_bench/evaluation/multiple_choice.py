@@ -1,0 +1,73 @@
+"""Multiple-choice letter accuracy (AQuA-RAT): the completion's chosen letter against the gold one.
+
+How the letter is read (the rule, documented because it decides the numbers):
+- ``accuracy`` (strict, the main metric): the letter right after the completion's first ``####`` — the format the
+  ``aqua_rat`` task trains (``... rationale\\n#### C``). Spaces, a ``(`` and a following ``)`` or ``.`` are allowed
+  (``#### (C).``); the letter must be one of the options' letters and stand alone (``#### Cats`` is no answer).
+- ``accuracy_flexible``: the strict letter if there is one, else the **last** phrase in the completion like
+  ``answer is C``, ``Answer: (C)``, ``Answer - C``, ``answer C``, ``option C`` or ``choice C`` (words in any case,
+  the letter upper-case and alone) — how AQuA's own rationales end ("Correct answer - A", "Answer D").
+A completion with no readable letter counts as wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from mtp_bench.data.tasks import Example
+from mtp_bench.evaluation.paper_scorer_params import MultipleChoiceParams
+from mtp_bench.evaluation.scorer import EvalContext, ScoreResult
+
+
+def strict_letter(completion: str, letters: str = "ABCDE") -> str | None:
+    """The letter after the first ``####``; None when there is no mark or no lone option letter after it."""
+    if "####" not in completion:
+        return None
+    match = re.match(rf"\s*\(?([{letters}])(?![A-Za-z0-9])", completion.split("####", 1)[1])
+    return match.group(1) if match else None
+
+
+def flexible_letter(completion: str, letters: str = "ABCDE") -> str | None:
+    """The strict letter, else the letter of the last ``answer is X`` / ``option X`` / ``choice X`` phrase."""
+    strict = strict_letter(completion, letters)
+    if strict is not None:
+        return strict
+    phrase = re.compile(rf"(?i:answer|option|choice)\s*(?:(?i:is)|[:=-])?\s*\(?([{letters}])(?![A-Za-z0-9])")
+    found = phrase.findall(completion)
+    return found[-1] if found else None
+
+
+
+class MultipleChoice:
+    """Letter accuracy on multiple-choice questions whose records carry the gold letter as ``gold``."""
+
+    name: ClassVar[str] = "multiple_choice"
+    Params: ClassVar[type] = MultipleChoiceParams
+    main_metric: ClassVar[str] = "accuracy"
+
+    def __init__(self, params: MultipleChoiceParams):
+        self.params = params
+
+    def score(self, context: EvalContext, examples: list[Example]) -> ScoreResult:
+        completions = context.generate(examples, self.params.max_new_tokens)
+        letters = self.params.letters
+        samples: list[dict[str, Any]] = []
+        for index, (example, completion) in enumerate(zip(examples, completions)):
+            gold = str(example.record["gold"]).strip()
+            strict, flexible = strict_letter(completion, letters), flexible_letter(completion, letters)
+            samples.append(
+                {
+                    "index": index,
+                    "question": example.record.get("question", example.prompt),
+                    "completion": completion,
+                    "gold": gold,
+                    "prediction": strict,
+                    "prediction_flexible": flexible,
+                    "correct": strict == gold,
+                    "scores": {"accuracy": strict == gold, "accuracy_flexible": flexible == gold},
+                }
+            )
+        n = max(len(samples), 1)
+        metrics = {name: sum(row["scores"][name] for row in samples) / n for name in ("accuracy", "accuracy_flexible")}
+        return ScoreResult(metrics=metrics, samples=samples)

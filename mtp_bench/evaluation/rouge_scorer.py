@@ -1,0 +1,59 @@
+"""ROUGE-1/2/L F-measures for summarisation (rouge-score, stemming, best of several references).
+
+Computed by Google's ``rouge-score`` package (the standard implementation: its tokeniser lower-cases and keeps
+``[a-z0-9]`` runs, Porter stemming on by default).
+
+Each metric is the F-measure in [0, 1] (the MuToR paper's tables print it x100), averaged over examples. Where an
+example has several references (DialogSum's test set has three), each metric takes its best reference separately
+(rouge-score's ``score_multi``). ``rougeL`` is the main metric, so checkpoints are selected on validation ROUGE-L as
+in the paper. References come from the record's ``references`` list, else its formatted answer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from mtp_bench.data.tasks import Example
+from mtp_bench.evaluation.paper_scorer_params import RougeParams
+from mtp_bench.evaluation.scorer import EvalContext, ScoreResult
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+
+
+def rouge(prediction: str, references: list[str], use_stemmer: bool = True) -> dict[str, float]:
+    """F-measures of one prediction against its references, the best reference per metric."""
+    from rouge_score import rouge_scorer  # imported here: nltk is slow to import and validation must stay fast
+
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    scores = scorer.score_multi(references, prediction)
+    return {name: float(scores[name].fmeasure) for name in ROUGE_TYPES}
+
+
+
+class Rouge:
+    """ROUGE-1/2/L F-measures, max over references."""
+
+    name: ClassVar[str] = "rouge"
+    Params: ClassVar[type] = RougeParams
+    main_metric: ClassVar[str] = "rougeL"
+
+    def __init__(self, params: RougeParams):
+        self.params = params
+
+    def score(self, context: EvalContext, examples: list[Example]) -> ScoreResult:
+        completions = context.generate(examples, self.params.max_new_tokens)
+        samples: list[dict[str, Any]] = []
+        for index, (example, completion) in enumerate(zip(examples, completions)):
+            references = list(example.record.get("references") or [example.answer.strip()])
+            prediction = completion.strip()
+            samples.append(
+                {
+                    "index": index,
+                    "prediction": prediction,
+                    "references": references,
+                    "scores": rouge(prediction, references, self.params.use_stemmer),
+                }
+            )
+        n = max(len(samples), 1)
+        metrics = {name: sum(row["scores"][name] for row in samples) / n for name in ROUGE_TYPES}
+        return ScoreResult(metrics=metrics, samples=samples)

@@ -1,0 +1,61 @@
+"""Built-in tiny models as data: real Hugging Face architectures at CPU size, named in suites as ``model.preset``.
+
+The suite layer owns this table (suites are checked against it without importing transformers);
+:mod:`mtp_bench.models.presets` turns an entry into a model config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# name -> (model_type, config fields). The vocabulary and special-token ids come from the trained tokenizer.
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "tiny-llama": (
+        "llama",
+        dict(
+            hidden_size=128,
+            intermediate_size=384,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=2048,
+            tie_word_embeddings=True,
+        ),
+    ),
+    "micro-llama": (
+        "llama",
+        dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            tie_word_embeddings=True,
+        ),
+    ),
+    "tiny-qwen2": (
+        "qwen2",
+        dict(
+            hidden_size=128,
+            intermediate_size=384,
+            num_hidden_layers=4,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            tie_word_embeddings=True,
+        ),
+    ),
+    "tiny-gpt2": (
+        "gpt2",
+        dict(n_embd=128, n_layer=4, n_head=4, n_positions=2048, tie_word_embeddings=True),
+    ),
+}
+
+DESCRIPTIONS = {
+    "tiny-llama": "Llama, 4 layers, width 128, 4 heads (~0.8M parameters besides embeddings)",
+    "micro-llama": "Llama, 2 layers, width 32: for tests that must run in seconds",
+    "tiny-qwen2": "Qwen2, 4 layers, width 128, grouped-query attention (4 query / 2 key-value heads)",
+    "tiny-gpt2": "GPT-2, 4 layers, width 128, learned positions",
+}
+

@@ -1,0 +1,112 @@
+"""What a trial builds before training, seeded: task and data splits, tokenizer, model, the method's preparation
+of it (and LoRA), the tokenized training set; and how its examples are collated into batches (one function, for
+training and held-out evaluation alike)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mtp_bench import registry
+from mtp_bench.data.pipeline import Splits, TokenizedSplit, build_splits, collate, tokenize
+from mtp_bench.method.batches import TokenBatch
+from mtp_bench.method.protocol import MethodContext
+from mtp_bench.models.build import apply_lora, build_model, build_tokenizer
+from mtp_bench.models.device import resolve_device, resolve_precision, seed_everything
+from mtp_bench.suite.models import TrialConfig
+from mtp_bench.train.loop import TrainModule
+
+
+@dataclass
+class Prepared:
+    """Everything a trial builds before training, kept together so tests and benchmarks can reuse it."""
+
+    trial: TrialConfig
+    method: Any
+    tokenizer: Any
+    module: TrainModule
+    splits: Splits
+    train_data: TokenizedSplit
+    device: torch.device
+    precision: torch.dtype | None
+
+
+def build_task(trial: TrialConfig) -> Any:
+    cls = registry.load_task(trial.data.task)
+    return cls(cls.Params.model_validate(trial.data.params))
+
+
+def build_method(trial: TrialConfig) -> Any:
+    cls = registry.load_method(trial.method.name)
+    context = MethodContext(train_mode=trial.train.mode, bidirectional_prompt=trial.bidirectional_prompt)
+    return cls(cls.Params.model_validate(trial.method.params), context)
+
+
+def prepare(trial: TrialConfig, device: torch.device | None = None) -> Prepared:
+    """Build model, tokenizer, method and data for a trial (seeded)."""
+    seed_everything(trial.seed, trial.train.deterministic)
+    device = device or resolve_device(trial.train.device)
+    task = build_task(trial)
+    data = trial.data
+    splits = build_splits(
+        task,
+        prompt_template=data.prompt_template,
+        answer_template=data.answer_template,
+        validation_size=data.validation_size,
+        train_limit=data.train_limit,
+        eval_limit=data.eval_limit,
+    )
+    tokenizer = build_tokenizer(trial.model, task.tokenizer_kind, lambda: [e.prompt + e.answer for e in splits.train])
+    model = build_model(trial.model, tokenizer, from_scratch=trial.train.mode == "pretrain", seed=trial.seed)
+    method = build_method(trial)
+    extra = method.prepare(model, tokenizer)  # before LoRA: a method copies or extends the plain model
+    if trial.train.mode == "lora":
+        model = apply_lora(model, trial.train.lora)
+    module = TrainModule(model, extra, method).to(device)
+    train_data = tokenize(splits.train, tokenizer, max_length=trial.train.max_length, overlength=trial.train.overlength)
+    precision = resolve_precision(trial.train.precision, device)
+    return Prepared(trial, method, tokenizer, module, splits, train_data, device, precision)
+
+
+def preload(trial: TrialConfig) -> None:
+    """Import what building and evaluating ``trial`` will import (its method, task and scorers, the model's
+    transformers classes, the evaluation code), so that a worker process that runs many trials pays for the imports
+    once, before the first trial's timer starts. Best effort: anything missing fails later, inside the trial."""
+    import importlib
+
+    import mtp_bench.evaluation.runner  # noqa: F401
+
+    for load, name in [(registry.load_method, trial.method.name), (registry.load_task, trial.data.task),
+                       *((registry.load_scorer, s.name) for s in trial.evaluation.scorers)]:
+        try:
+            load(name)
+        except Exception:  # noqa: BLE001, S112 - reported by the trial itself
+            continue
+    if trial.model.preset is not None:
+        from mtp_bench.models.presets import PRESETS
+
+        model_type = PRESETS.get(trial.model.preset, (None,))[0]
+        if model_type:
+            for module in (f"transformers.models.{model_type}.configuration_{model_type}",
+                           f"transformers.models.{model_type}.modeling_{model_type}"):
+                try:
+                    importlib.import_module(module)
+                except ImportError:
+                    break
+
+
+def collate_items(trial: TrialConfig, tokenizer: Any, items: list) -> TokenBatch:
+    """One batch of tokenized examples as the trial trains on them: the loss on the prompt too when pretraining,
+    the prompt bidirectional when the suite asks for it."""
+    return collate(items, tokenizer.pad_token_id, loss_on_prompt=trial.train.mode == "pretrain",
+                   bidirectional_prompt=trial.bidirectional_prompt)
+
+
+def count_parameters(module: TrainModule) -> dict[str, float]:
+    extra = sum(p.numel() for p in module.extra.parameters()) if module.extra is not None else 0
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return {"params/total": float(total), "params/extra": float(extra), "params/trainable": float(trainable),
+            "params/base": float(total - extra)}

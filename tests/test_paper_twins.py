@@ -1,0 +1,127 @@
+"""The paper suites and their CPU twins: every suite under suites/paper/ validates without reaching the hub, every
+twin validates, and the AQuA-RAT twin runs end to end through the CLI (train NTP and MuToR, generate, score letters,
+compare) on a few steps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from mtp_bench import cli
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+TWINS = {"aqua_tiny": ("aqua", "MTP_BENCH_AQUA_DIR"), "dialogsum_tiny": ("dialogsum", "MTP_BENCH_DIALOGSUM_DIR")}
+
+
+def data_dir(name: str) -> Path:
+    folder = SHARED / name
+    if not folder.is_dir():
+        pytest.skip(f"{name} not found at {folder} (the shared data folder beside the repository)")
+    return folder
+
+
+@pytest.mark.parametrize("suite", sorted(TWINS))
+def test_twin_validates(suite: str, monkeypatch, capsys) -> None:
+    folder, variable = TWINS[suite]
+    monkeypatch.setenv(variable, str(data_dir(folder)))
+    assert cli.main(["validate", str(REPO / "suites" / f"{suite}.yaml")]) == 0
+    assert "6 trials" in capsys.readouterr().out
+
+
+def test_twin_with_a_malformed_local_file_fails_validation_naming_file_and_line(tmp_path: Path, monkeypatch,
+                                                                               capsys) -> None:
+    source = data_dir("aqua")
+    good = (source / "dev.json").read_text().splitlines()[0]
+    (tmp_path / "dev.json").write_text(good + "\n" + good[:40] + "\n")
+    (tmp_path / "test.json").write_text((source / "test.json").read_text())
+    monkeypatch.setenv("MTP_BENCH_AQUA_DIR", str(tmp_path))
+    assert cli.main(["validate", str(REPO / "suites" / "aqua_tiny.yaml")]) == 2
+    assert f"{tmp_path / 'dev.json'}:2: not valid JSON" in capsys.readouterr().err
+
+
+PAPER_SUITES = sorted((REPO / "suites" / "paper").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PAPER_SUITES, ids=[p.stem for p in PAPER_SUITES])
+def test_paper_suite_validates_offline(path: Path, monkeypatch, capsys) -> None:
+    import datasets
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("validate must not reach the hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    assert cli.main(["validate", str(path)]) == 0
+    assert "3 methods" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_aqua_twin_runs_end_to_end(tmp_path: Path, store: str, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("MTP_BENCH_AQUA_DIR", str(data_dir("aqua")))
+    monkeypatch.chdir(tmp_path)  # the comparison is written under ./results
+    # a micro model and two steps: this checks the pipeline (train, generate, score, compare), not the numbers
+    overrides = ["grid.seeds=[0]", "model.preset=micro-llama", "model.tokenizer_vocab_size=300", "train.max_steps=2",
+                 "train.batch_size=4", "evaluation.every_steps=2", "data.validation_size=4", "data.eval_limit=4",
+                 "evaluation.max_new_tokens=12",
+                 f"tracking.workdir={tmp_path / 'trials'}"]
+    assert cli.main(["run", str(REPO / "suites" / "aqua_tiny.yaml"), "--no-ray", *overrides]) == 0
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("aqua_tiny").experiment_id])
+    trials = {r.data.tags["mtp_bench.method"]: r for r in runs if r.data.tags.get("mtp_bench.kind") == "trial"}
+    assert set(trials) == {"ntp", "mutor"}
+    for run in trials.values():
+        assert run.info.status == "FINISHED"
+        for name in ("best/test/multiple_choice/accuracy", "val/multiple_choice/accuracy",
+                     "last/test/multiple_choice/accuracy_flexible"):
+            assert 0.0 <= run.data.metrics[name] <= 1.0, name
+    assert "train/loss/reg" in trials["mutor"].data.metrics
+    rows = client.download_artifacts(trials["ntp"].info.run_id, "predictions/last/test_multiple_choice.jsonl",
+                                     str(tmp_path))
+    samples = [json.loads(line) for line in Path(rows).read_text().splitlines()]
+    assert len(samples) == 4 and {s["gold"] for s in samples} <= set("ABCDE")
+    assert {"completion", "prediction", "prediction_flexible", "correct", "scores"} <= set(samples[0])
+    assert (tmp_path / "results" / "aqua_tiny" / "compare.md").is_file()
+
+
+@pytest.mark.slow
+def test_openmathinstruct2_pipeline_runs_end_to_end(tmp_path: Path, store: str, monkeypatch) -> None:
+    """The 1M-GSM path on CPU: OpenMathInstruct-2-format training rows (written here from local GSM8K problems, with
+    solutions ending in \\boxed{}), GSM8K as the test task, the math scorer reading the box inside a real trial."""
+    gsm8k = data_dir("gsm8k")
+    rows = [json.loads(line) for line in (gsm8k / "train.jsonl").read_text().splitlines()[:40]]
+    omi = tmp_path / "omi"
+    omi.mkdir()
+    with (omi / "train_1M.jsonl").open("w") as handle:
+        for index, row in enumerate(rows):
+            work, gold = row["answer"].split("####")
+            source = "gsm8k" if index % 2 else "math"  # half are filtered out
+            solution = f"{work.strip()} \\boxed{{{gold.strip()}}}"
+            handle.write(json.dumps({"problem": row["question"], "generated_solution": solution,
+                                     "expected_answer": gold.strip(), "problem_source": source}) + "\n")
+    suite = {
+        "name": "omi_tiny",
+        "model": {"preset": "micro-llama", "tokenizer_vocab_size": 300},
+        "data": {"task": "openmathinstruct2", "validation_size": 4, "eval_limit": 4,
+                 "params": {"source": "local", "path": str(omi), "problem_sources": ["gsm8k"], "test": "gsm8k",
+                            "test_params": {"source": "local", "path": str(gsm8k)}}},
+        "methods": [{"name": "ntp"}],
+        "train": {"max_steps": 2, "lr": 1e-3, "batch_size": 4, "max_length": 1024, "progress": False},
+        "evaluation": {"scorers": [{"name": "math"}], "every_steps": 2, "max_new_tokens": 12},
+        "tracking": {"workdir": str(tmp_path / "trials")},
+    }
+    path = tmp_path / "omi_tiny.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    assert cli.main(["run", str(path), "--no-ray", "--no-compare"]) == 0
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("omi_tiny").experiment_id])
+    trials = [r for r in runs if r.data.tags.get("mtp_bench.kind") == "trial"]
+    assert len(trials) == 1
+    for run in trials:
+        metrics = run.data.metrics  # 20 rows have problem_source gsm8k; 4 of them are carved out for validation
+        assert metrics["data/train_examples"] + metrics["data/dropped_overlength"] == 16
+        assert 0.0 <= run.data.metrics["best/test/math/exact_match"] <= 1.0
+        assert "last/test/math/boxed_rate" in run.data.metrics

@@ -1,0 +1,136 @@
+"""The statistics of ``mtp-bench compare`` with golden numbers: the seed as the unit (duplicated seeds add nothing),
+intervals of bounded metrics inside [0, 1], one and two seeds rendered without an interval, exact permutation and
+sign tests against hand counts, the power note against the noncentral t, and deterministic bootstraps."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from mtp_bench.analysis import stats
+from mtp_bench.analysis.render import mean_text
+
+
+def outcomes(correct: list[set[int]], questions: int = 20) -> np.ndarray:
+    """[seeds, questions] 0/1 outcomes from the set of questions each seed got right."""
+    return np.array([[float(i in right) for i in range(questions)] for right in correct])
+
+
+# 3 seeds x 20 questions; accuracies: method 0.50, 0.60, 0.45; baseline 0.40, 0.45, 0.50.
+METHOD = outcomes([set(range(10)), set(range(12)), set(range(3, 12))])
+BASELINE = outcomes([set(range(8)), set(range(9)), set(range(10))])
+
+
+def test_seed_level_difference_interval_and_p_values_match_scipy_and_hand_counts() -> None:
+    a, b = METHOD.mean(axis=1), BASELINE.mean(axis=1)
+    result = stats.compare_seeds([0, 1, 2], a, b, (0.0, 1.0), (METHOD, BASELINE))
+    differences = np.array([0.10, 0.15, -0.05])
+    assert result.differences == pytest.approx(tuple(differences))
+    assert result.delta == pytest.approx(differences.mean())
+    assert result.p_t == pytest.approx(scipy_stats.ttest_rel(a, b).pvalue)
+    # Exact permutation: of the 8 sign patterns of (0.10, 0.15, -0.05), those with |mean| >= 0.2/3 are
+    # (+,+,-), (+,+,+), (-,-,+), (-,-,-): 4 of 8.
+    assert result.p_permutation == pytest.approx(4 / 8)
+    assert (result.wins, result.losses) == (2, 1) and result.p_sign == pytest.approx(1.0)  # 2*P(B(3,.5)<=1) capped
+    assert result.interval == stats.TWO_LEVEL and result.low < result.delta < result.high
+    # Within seed 0: only the method got questions 8 and 9 right: McNemar 2 * (1/2)^2.
+    assert result.within[0].p_value == pytest.approx(0.5) and result.within[0].method_only == 2
+
+
+def test_duplicated_seeds_do_not_shrink_the_interval() -> None:
+    """The pooled McNemar test grows more significant when one seed's questions are copied into more seeds; the
+    seed-level interval must not: three or six copies of one seed give exactly that seed's question interval."""
+    one = stats.two_level_bootstrap(METHOD[:1], BASELINE[:1])
+    three = stats.two_level_bootstrap(np.repeat(METHOD[:1], 3, axis=0), np.repeat(BASELINE[:1], 3, axis=0))
+    six = stats.two_level_bootstrap(np.repeat(METHOD[:1], 6, axis=0), np.repeat(BASELINE[:1], 6, axis=0))
+    assert one == three == six
+    pooled_one = stats.mcnemar_exact(METHOD[:1], BASELINE[:1])[0]
+    pooled_three = stats.mcnemar_exact(np.repeat(METHOD[:1], 3, axis=0), np.repeat(BASELINE[:1], 3, axis=0))[0]
+    assert pooled_three < pooled_one  # what the old pooled p did: 0.5 -> 0.03 with no new information
+    copies = stats.compare_seeds([0, 1, 2], [0.5] * 3, [0.4] * 3, (0.0, 1.0),
+                                 (np.repeat(METHOD[:1], 3, axis=0), np.repeat(BASELINE[:1], 3, axis=0)))
+    assert (copies.low, copies.high) == (three[0], three[1])
+    assert copies.p_permutation == pytest.approx(0.25)  # three equal seeds: 2 of 8 sign patterns, nothing more
+
+
+def test_two_level_bootstrap_without_question_spread_is_the_seed_range() -> None:
+    """When every question of a seed has the same difference, only seeds vary; with 3 seeds the 2.5% quantile of
+    the resampled means is the smallest seed (drawn three times with probability 1/27 > 2.5%)."""
+    method = np.array([[1.0] * 10, [1.0] * 10, [0.0] * 10])
+    baseline = np.array([[0.0] * 10, [1.0] * 10, [0.0] * 10])
+    assert stats.two_level_bootstrap(method, baseline) == pytest.approx((0.0, 1.0))
+    assert stats.two_level_bootstrap(method, baseline) == stats.two_level_bootstrap(method, baseline)  # fixed RNG
+
+
+@pytest.mark.parametrize("values", [[0.0, 0.0, 0.02], [0.0, 0.01, 0.03, 0.0, 0.0], [0.98, 1.0, 1.0],
+                                    [0.9, 1.0, 1.0, 0.97]])
+def test_bounded_intervals_stay_inside_zero_one(values: list[float]) -> None:
+    unbounded = stats.mean_ci(values)
+    assert unbounded.low < 0 or unbounded.high > 1  # the t-interval the old table printed leaves [0, 1]
+    summary = stats.summarise(values, (0.0, 1.0))
+    assert summary.interval == stats.SEED_BOOTSTRAP
+    assert 0.0 <= summary.low <= summary.mean <= summary.high <= 1.0
+
+
+def test_bounded_difference_without_questions_stays_inside_its_range() -> None:
+    result = stats.compare_seeds([0, 1, 2], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0], (0.0, 1.0))
+    assert result.interval == stats.SEED_BOOTSTRAP and -1.0 <= result.low <= result.high <= 1.0
+    t_interval = stats.mean_ci([1.0, -1.0, 1.0])
+    assert t_interval.low < -1.0  # what a t-interval would have said
+
+
+def test_one_and_two_seeds_are_rendered_without_an_interval() -> None:
+    one = stats.summarise([0.4533], (0.0, 1.0))
+    assert not one.has_ci and mean_text(one) == "0.4533 (one seed, no interval)"
+    two = stats.summarise([0.4133, 0.4933], (0.0, 1.0))
+    assert not two.has_ci
+    assert mean_text(two) == "0.4533 (seeds: 0.413, 0.493; two seeds give no useful interval)"
+    assert mean_text(two, compact=True) == "0.4533 (0.413, 0.493)"
+    same = stats.summarise([0.5, 0.5, 0.5], (0.0, 1.0))
+    assert not same.has_ci and "no spread" in mean_text(same)
+    paired = stats.compare_seeds([0, 1], [0.5, 0.6], [0.4, 0.4], (0.0, 1.0))
+    assert not paired.has_ci and paired.note == stats.TWO_SEEDS and paired.differences == pytest.approx((0.1, 0.2))
+    single = stats.compare_seeds([0], [0.5], [0.4], (0.0, 1.0))
+    assert single.note == stats.ONE_SEED and math.isnan(single.p_t) and single.power is None
+
+
+def test_power_note_matches_the_noncentral_t() -> None:
+    rng = np.random.default_rng(1)
+    differences = rng.normal(0.05, 0.1, size=10)
+    power = stats.power_note(differences)
+    sd = differences.std(ddof=1)
+    # Simulated: paired t-tests on 10 seeds whose true mean difference is the detectable one reject 80% of the time.
+    draws = np.random.default_rng(2).normal(power.detectable, sd, size=(200_000, 10))
+    rejected = scipy_stats.ttest_1samp(draws, 0.0, axis=1).pvalue < 0.05
+    assert rejected.mean() == pytest.approx(0.8, abs=0.005)
+    assert 0.98 < power.detectable / sd < 1.01  # effect size d ~ 1 at n = 10 (power tables)
+    assert stats.paired_t_power(power.detectable, sd, 10) == pytest.approx(0.8)
+    needed = power.seeds_needed
+    observed = abs(differences.mean())
+    assert stats.paired_t_power(observed, sd, needed) >= 0.8 > stats.paired_t_power(observed, sd, needed - 1)
+    assert stats.power_note(np.array([0.1, 0.1, 0.1])) is None  # no spread: nothing to work from
+
+
+def test_exact_permutation_enumerates_every_sign_pattern() -> None:
+    differences = np.array([0.3, 0.1, 0.2, 0.4, -0.05])
+    signs = np.array(np.meshgrid(*[[-1, 1]] * 5)).reshape(5, -1).T
+    means = np.abs((signs * differences).mean(axis=1))
+    expected = (means >= abs(differences.mean()) - 1e-12).mean()
+    assert stats.exact_permutation_p(differences) == pytest.approx(expected)
+
+
+def test_non_negative_quantities_and_identical_questions_get_no_impossible_interval() -> None:
+    from mtp_bench.analysis.names import bounds
+
+    seconds = [387.0, 460.0, 25.0]
+    assert stats.mean_ci(seconds).low < 0  # a t-interval would allow negative training time
+    summary = stats.summarise(seconds, bounds("train/seconds_total"))
+    assert summary.interval == stats.SEED_BOOTSTRAP and summary.low >= 0
+    assert bounds("test/loss/ntp") == (0.0, math.inf) and bounds("test/exact_match/exact_match") == (0.0, 1.0)
+    # Every question answered alike by both models in every seed: no zero-width interval, a note instead.
+    same = np.zeros((3, 20))
+    result = stats.compare_seeds([0, 1, 2], [0.0] * 3, [0.0] * 3, (0.0, 1.0), (same, same))
+    assert not result.has_ci and "same outcome on every question" in result.note
