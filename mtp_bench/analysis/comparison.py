@@ -4,8 +4,9 @@ For each method group (method label and grid cell) and each final metric: the me
 over seeds (:func:`stats.summarise`); against the baseline group of the same cell, seed s against seed s: the
 per-seed differences, their mean, an interval and p-values over seeds, with per-question outcomes (the trials'
 ``predictions/<checkpoint>/`` artifacts) feeding the two-level bootstrap and the within-seed McNemar tests
-(:mod:`mtp_bench.analysis.stats` says exactly what); for costs, the ratio to the baseline's mean. Also the
-periodic metric's curves for the plots.
+(:mod:`mtp_bench.analysis.stats` says exactly what); for costs, the ratio to the baseline's mean; where the suite
+has a ``reference:`` section (a paper's numbers), the reference value and our gap to it. Also the periodic metric's
+curves for the plots.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mtp_bench.analysis import stats
 from mtp_bench.analysis.names import CHECKPOINTS, SECTIONS, bounds, classify, sample_source
 from mtp_bench.analysis.plots import Curve
 from mtp_bench.analysis.runs import Excluded, Group, baseline_group, group_runs, seed_key, select_runs
+from mtp_bench.suite.reference import ReferenceConfig
 from mtp_bench.tracking import TAG_GIT, TAG_PERIODIC_SPLIT, TAG_SELECT_METRIC
 from mtp_bench.tracking.store import Store
 
@@ -34,6 +36,8 @@ class Row:
     seeds: list[int | None]
     paired: stats.SeedComparison | None = None  # against the baseline (None for the baseline itself)
     ratio: float | None = None  # cost rows: mean / baseline mean
+    paper: float | None = None  # the suite's reference value for this metric and method (its own unit)
+    gap: float | None = None  # mean x reference scale - paper
 
     @property
     def full_metric(self) -> str:
@@ -52,6 +56,14 @@ class Comparison:
     curves: list[Curve] = field(default_factory=list)  # the periodic metric, per group
     periodic_metric: str = ""  # e.g. "val/gsm8k/exact_match"
     commits: list[str] = field(default_factory=list)  # git commits recorded on the compared runs
+    reference: ReferenceConfig | None = None  # the suite's published numbers, if it has any
+
+    def unmatched_references(self) -> list[str]:
+        """Reference metrics no compared row carries (e.g. ``best_on_test/...`` after ``select_on=validation``)."""
+        if self.reference is None:
+            return []
+        shown = {row.full_metric for row in self.rows if row.paper is not None}
+        return [name for name in self.reference.metrics if name not in shown]
 
     def headline_rows(self) -> list[Row]:
         """Rows of the headline metric (every checkpoint), in table order."""
@@ -60,12 +72,15 @@ class Comparison:
 
 def build_comparison(store: Store, *, title: str, baseline: str | None, suite: str | None = None,
                      expected: dict[str, str] | None = None, method_order: list[str] | None = None,
-                     metric: str | None = None) -> Comparison:
+                     metric: str | None = None, reference: ReferenceConfig | None = None) -> Comparison:
     runs, excluded = select_runs(store.trial_runs(suite), expected)
     groups, baseline = group_runs(runs, baseline, method_order)
     scorers = {v for run in runs for k, v in run.params.items() if re.fullmatch(r"evaluation\.scorers\.\d+\.name", k)}
     rows = [row for group in groups for row in group_rows(group, scorers)]
     for row in rows:
+        if reference is not None and row.summary.n:
+            row.paper = reference.value(row.full_metric, row.group.method)
+            row.gap = reference.gap(row.full_metric, row.group.method, row.summary.mean)
         partner = baseline_group(groups, row.group, baseline)
         if partner is None:
             continue
@@ -80,7 +95,8 @@ def build_comparison(store: Store, *, title: str, baseline: str | None, suite: s
                              labels.index(r.group.label)))
     headline = headline_metric(runs, metric)
     comparison = Comparison(title, store.uri, baseline, groups, rows, excluded, headline,
-                            commits=sorted({run.tags[TAG_GIT] for run in runs if run.tags.get(TAG_GIT)}))
+                            commits=sorted({run.tags[TAG_GIT] for run in runs if run.tags.get(TAG_GIT)}),
+                            reference=reference)
     comparison.curves, comparison.periodic_metric = curves(store, groups, headline)
     return comparison
 

@@ -33,7 +33,7 @@ def compare_suite(suite: Any, *, store_uri: str | None = None, experiment: str |
                   or suite.name)
     return build_comparison(store, title=f"Comparison: {suite.name}", baseline=baseline or suite.baseline,
                             suite=suite.name, expected=expected, method_order=[m.display_name for m in suite.methods],
-                            metric=metric)
+                            metric=metric, reference=suite.reference)
 
 
 def provenance(comparison: Comparison, suite_path: str | None, overrides: list[str]) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """A comparison as text: the markdown report (``compare.md``), the CSV with every number and full metric names
-(``compare.csv``) and the on-screen tables, which fit 120 columns (short metric names, wrapped cells)."""
+(``compare.csv``) and the on-screen tables, which fit 120 columns (short metric names, wrapped cells). Where the
+suite has a ``reference:`` section, each table with a referenced metric gets the paper's value and our gap beside
+the mean."""
 
 from __future__ import annotations
 
@@ -85,21 +87,50 @@ def sign_text(row: Row) -> str:
     return f"{paired.wins}/{paired.losses} (p {p_value(paired.p_sign)})"
 
 
+def paper_text(row: Row, compact: bool = False) -> list[str]:
+    """The reference value and our gap to it (two cells, or one ``paper (gap)`` cell on screen)."""
+    if row.paper is None or row.gap is None:
+        return [""] if compact else ["", ""]
+    paper, gap = num(row.paper, digits=6), num(row.gap, signed=True, digits=3)
+    return [f"{paper} ({gap})"] if compact else [paper, gap]
+
+
 def table_rows(comparison: Comparison, section: str, compact: bool = False) -> tuple[list[str], list[list[str]]]:
-    """Header and cells of one section: full names for markdown, short ones on screen."""
+    """Header and cells of one section: full names for markdown, short ones on screen; the paper's value and our
+    gap beside the mean when the suite's reference has a value in this section."""
     rows = [row for row in comparison.rows if row.section == section]
     versus = f"vs {comparison.baseline}" + (" (ratio)" if section == "cost" else " Δ [95% CI]")
+    referenced = comparison.reference is not None and any(r.paper is not None for r in rows)
+    scale = num(comparison.reference.scale) if comparison.reference is not None else ""
     if compact:
-        header = ["metric", "ckpt", "method", "n", "mean [95% CI]", versus, "p seeds t / perm"]
+        header = ["metric", "ckpt", "method", "n", "mean [95% CI]", *(["paper (gap)"] if referenced else []),
+                  versus, "p seeds t / perm"]
         cells = [[short_name(r.metric), CHECKPOINT_SHORT.get(r.checkpoint, ""), r.group.label, str(r.summary.n),
-                  mean_text(r.summary, True), delta_text(r, True), p_text(r)] for r in rows]
+                  mean_text(r.summary, True), *(paper_text(r, True) if referenced else []), delta_text(r, True),
+                  p_text(r)] for r in rows]
         return header, cells
-    header = ["metric", "checkpoint", "method", "n", "mean [95% CI]", versus, "interval", "p over seeds: t / perm.",
-              "seeds +/− (sign test)"]
+    header = ["metric", "checkpoint", "method", "n", "mean [95% CI]",
+              *(["paper", f"gap (mean ×{scale} − paper)"] if referenced else []), versus, "interval",
+              "p over seeds: t / perm.", "seeds +/− (sign test)"]
     cells = [[r.metric, CHECKPOINT_LABELS.get(r.checkpoint, ""), r.group.label, str(r.summary.n),
-              mean_text(r.summary), delta_text(r), r.paired.interval if r.paired else "", p_text(r), sign_text(r)]
+              mean_text(r.summary), *(paper_text(r) if referenced else []), delta_text(r),
+              r.paired.interval if r.paired else "", p_text(r), sign_text(r)]
              for r in rows]
     return header, cells
+
+
+def reference_lines(comparison: Comparison) -> list[str]:
+    """Where the reference values come from and how the gap is formed; reference metrics no row carries."""
+    reference = comparison.reference
+    if reference is None:
+        return []
+    lines = [f"Paper values: {reference.source}. Gap = our mean × {num(reference.scale)} − paper value (positive: "
+             f"ours is higher); it compares a mean over our seeds with the paper's number, without an interval."]
+    missing = comparison.unmatched_references()
+    if missing:
+        lines.append(f"No compared run has the referenced metric(s) {', '.join(missing)} (not run yet, or the "
+                     "checkpoint selection was changed, e.g. evaluation.select_on).")
+    return lines
 
 
 def power_lines(comparison: Comparison) -> list[str]:
@@ -147,6 +178,7 @@ def markdown(comparison: Comparison) -> str:
     if any(row.checkpoint == "best_on_test" for row in comparison.rows):
         lines += ["> **best_on_test** rows come from a checkpoint selected on the TEST split (the MuToR paper's "
                   "protocol for GSM8K): optimistic, not a held-out estimate.", ""]
+    lines += [f"> {line}" for line in reference_lines(comparison)] + ([""] if comparison.reference else [])
     power = power_lines(comparison)
     if power and comparison.headline:
         lines += [f"## Power (headline metric `{comparison.headline}`: {human_label(comparison.headline)})", "",
@@ -188,7 +220,7 @@ CSV_COLUMNS = ["section", "checkpoint", "checkpoint_label", "metric", "method", 
                "mean", "ci_low", "ci_high", "interval", "std", "note", "baseline", "delta", "delta_ci_low",
                "delta_ci_high", "delta_interval", "delta_note", "differences", "p_t", "p_permutation", "p_sign",
                "seeds_higher", "seeds_lower", "within_seed", "detectable_difference", "seeds_needed",
-               "ratio_to_baseline"]
+               "ratio_to_baseline", "reference_value", "reference_scale", "gap_to_reference"]
 
 
 def _csv_row(comparison: Comparison, row: Row) -> list[Any]:
@@ -205,7 +237,10 @@ def _csv_row(comparison: Comparison, row: Row) -> list[Any]:
         cells += [p.delta, p.low, p.high, p.interval, p.note, " ".join(repr(d) for d in p.differences), p.p_t,
                   p.p_permutation, p.p_sign, p.wins, p.losses, within,
                   p.power.detectable if p.power else "", (p.power.seeds_needed or "") if p.power else ""]
-    return cells + ["" if row.ratio is None else row.ratio]
+    cells.append("" if row.ratio is None else row.ratio)
+    if row.paper is None or comparison.reference is None:
+        return cells + ["", "", ""]
+    return cells + [row.paper, comparison.reference.scale, row.gap]
 
 
 def write_csv(comparison: Comparison, path: Path) -> None:
@@ -235,6 +270,8 @@ def print_comparison(console: Any, comparison: Comparison, written: list[Path]) 
             console.print(table)
     console.print("Intervals over seeds (seed-boot: percentile bootstrap over seeds; 2-level: seeds and questions; "
                   "t: Student-t); p over seeds: paired t / exact permutation. Details: compare.md.")
+    for line in reference_lines(comparison):
+        console.print(line, markup=False)  # a source may hold brackets
     for line in power_lines(comparison):
         console.print(line)
     if comparison.groups and not any(g.method == comparison.baseline for g in comparison.groups):

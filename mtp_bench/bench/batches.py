@@ -54,6 +54,13 @@ def gsm8k_suite(settings: Settings, methods: list[dict[str, Any]], *, bidirectio
     }
 
 
+def prepared_ntp(settings: Settings) -> Any:
+    """NTP on the GSM8K suite, prepared exactly as a trial prepares it (the trial is its ``.trial``)."""
+    from mtp_bench.trial import prepare
+
+    return prepare(trials(gsm8k_suite(settings, [{"name": "ntp"}]))[0])
+
+
 def batch_indices(n_items: int, sizes: Sizes, seed: int = 0) -> list[list[int]]:
     """Fixed training examples for every batch: the same for every variant that tokenized the same data."""
     rng = random.Random(seed)

@@ -1,16 +1,20 @@
 """``mtp-bench bench``: what each method costs and what the harness costs, written to ``results/benchmarks.md``.
 
-Parts (``--parts``, comma-separated):
+Parts (``--parts``, comma-separated; :data:`mtp_bench.bench.PARTS` in report order):
 
+- ``frontdoor``: wall and CPU time of ``mtp-bench --help`` (goal <= 1 s) and ``mtp-bench validate
+  suites/quickstart.yaml`` (goal <= 2 s) as fresh processes, and whether either imports a heavy library;
 - ``overhead``: NTP step throughput through the shared loop versus a hand-written Hugging Face loop (goal >= 0.97);
-- ``methods``: step time, positions processed, extra parameters and peak memory of every installed method on the
-  same GSM8K batches, with MuToR's time ratio against its extra-token ratio (causal and bidirectional prompt);
+- ``methods``: step time, positions processed, FLOPs, extra parameters and peak memory of every installed method on
+  the same GSM8K batches at two sizes, with MuToR's time ratio against its extra-token ratio (causal and
+  bidirectional prompt);
 - ``eval``: tokens/s of our batched greedy generation (the GSM8K scorer's) versus lm-eval's ``HFLM``, same prompts;
 - ``speculative``: τ, acceptance and wall-clock speedup of self-speculative decoding with each drafting method,
-  on tiny models trained briefly on synthetic word problems;
+  on tiny models trained briefly on synthetic word problems, and the speedup those τ imply at realistic depth;
 - ``makespan`` (not in the default set): N equal trials on a local Ray against the ideal makespan.
 
-``--quick`` runs tiny sizes (the smoke test). Sections of parts not run are kept in an existing output file.
+``--quick`` runs tiny sizes (the smoke test). Sections of parts not run are kept in an existing output file. The
+command line (:mod:`mtp_bench.cli`) is the only entry point: it turns a bad ``--parts`` into a one-line error.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import shlex
-import sys
 from pathlib import Path
 
-PARTS = ("overhead", "methods", "eval", "speculative", "makespan", "frontdoor")
-DEFAULT_PARTS = ("overhead", "methods", "eval", "speculative")
+from mtp_bench.bench import PARTS
+from mtp_bench.errors import UsageError
+
+DEFAULT_PARTS = tuple(part for part in PARTS if part != "makespan")  # makespan starts Ray: opt-in
 DEFAULT_OUT = Path("results/benchmarks.md")
 MODULES = {"overhead": "overhead", "methods": "method_cost", "eval": "eval_speed", "speculative": "speculative_cost",
            "makespan": "makespan", "frontdoor": "frontdoor"}
@@ -34,8 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of every code path")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"markdown report (default {DEFAULT_OUT})")
     parser.add_argument("--model", default=None,
-                        help="model of every part but makespan: a preset (mtp-bench presets), hub id or local "
-                        "directory (default tiny-llama; --quick: micro-llama)")
+                        help="model of the parts that train or decode (not makespan's): a preset (mtp-bench presets), "
+                        "hub id or local directory (default tiny-llama; --quick: micro-llama)")
     parser.add_argument("--device", default="auto", help="auto (a GPU when visible), cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default 1, what a Ray trial with cpus_per_trial 1 gets: on a "
@@ -43,11 +48,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_parts(text: str) -> list[str]:
+    """The parts named in ``--parts``, in report order, without duplicates; :class:`UsageError` for unknown ones."""
     parts = [part.strip() for part in text.split(",") if part.strip()]
     unknown = [part for part in parts if part not in PARTS]
     if unknown or not parts:
-        raise ValueError(f"--parts: unknown part(s) {', '.join(unknown) or '(none given)'}; parts: {', '.join(PARTS)}")
-    return [part for part in PARTS if part in parts]  # report order, no duplicates
+        raise UsageError(f"--parts: unknown part(s) {', '.join(unknown) or '(none given)'}; parts: {', '.join(PARTS)}")
+    return [part for part in PARTS if part in parts]
 
 
 def command_line(args: argparse.Namespace, parts: list[str], threads: int) -> str:
@@ -64,20 +70,17 @@ def command_line(args: argparse.Namespace, parts: list[str], threads: int) -> st
 
 
 def main(args: argparse.Namespace) -> int:
+    parts = parse_parts(args.parts)  # before the heavy imports: a typo is answered at once (mtp_bench.cli: exit 2)
+    threads = 1 if args.threads is None else args.threads
+    if threads < 1:
+        raise UsageError("--threads must be at least 1")
+
     import torch  # here, not at the top: `mtp-bench --help` imports this module
 
     from mtp_bench.bench import report
     from mtp_bench.bench.context import Settings
     from mtp_bench.bench.sizes import sizes_for
-    from mtp_bench.errors import UsageError
 
-    try:
-        parts = parse_parts(args.parts)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None  # mtp_bench.cli prints it and exits 2
-    threads = args.threads or 1
-    if threads < 1:
-        raise UsageError("--threads must be at least 1")
     settings = Settings(sizes=sizes_for(args.quick, args.model), device=args.device, threads=threads,
                         command=command_line(args, parts, threads))
     previous = torch.get_num_threads()
@@ -96,8 +99,3 @@ def main(args: argparse.Namespace) -> int:
     print(f"mtp-bench bench: wrote {args.out}")
     return 0
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m mtp_bench.bench.cli", description=__doc__.split("\n\n")[0])
-    configure(parser)
-    sys.exit(main(parser.parse_args()))

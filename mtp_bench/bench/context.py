@@ -65,8 +65,9 @@ def versions() -> str:
         except metadata.PackageNotFoundError:
             return "not installed"
 
+    commit = git_commit(REPO, short=True, mark_local=True) or "unknown"
     return (f"python {platform.python_version()}, torch {torch.__version__}, transformers {version('transformers')}, "
-            f"lm-eval {version('lm_eval')}, mtp-bench {version('mtp-bench')} (git {git_commit(REPO, short=True, mark_local=True) or 'unknown'})")
+            f"lm-eval {version('lm_eval')}, mtp-bench {version('mtp-bench')} (git {commit})")
 
 
 @dataclass

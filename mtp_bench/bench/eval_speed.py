@@ -14,8 +14,10 @@ from typing import Any
 
 import torch
 
-from mtp_bench.bench.common import RunContext, Settings, gsm8k_suite, interleave, spread, trials
+from mtp_bench.bench.batches import prepared_ntp
+from mtp_bench.bench.context import RunContext, Settings
 from mtp_bench.bench.report import Section, Table
+from mtp_bench.bench.timing import interleave, spread
 
 
 def count_generated(tokens: list[int], eos_id: int) -> int:
@@ -44,12 +46,11 @@ def run(settings: Settings) -> Section:
 
     from mtp_bench.data.pipeline import encode_prompt
     from mtp_bench.evaluation.generate import greedy_generate
-    from mtp_bench.trial import prepare
 
     sizes = settings.sizes
     context = RunContext.begin(settings)
-    trial = trials(gsm8k_suite(settings, [{"name": "ntp"}]))[0]
-    prepared = prepare(trial)
+    prepared = prepared_ntp(settings)
+    trial = prepared.trial
     model = prepared.method.export(prepared.module.model, prepared.module.extra).eval()
     tokenizer, device, precision = prepared.tokenizer, prepared.device, prepared.precision
     examples = prepared.splits.test[: sizes.eval_prompts]

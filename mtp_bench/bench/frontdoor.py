@@ -9,7 +9,6 @@ import json
 import os
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from mtp_bench.bench.context import REPO, RunContext, Settings
 from mtp_bench.bench.report import Section, Table
+from mtp_bench.bench.timing import spread
 
 HEAVY = ("torch", "mlflow", "ray", "scipy", "transformers")
 COMMANDS = {"mtp-bench --help": (["--help"], 1.0),
@@ -54,13 +54,6 @@ def _imports(args: list[str]) -> tuple[int, list[str]]:
     return count, heavy
 
 
-def _quartiles(values: list[float]) -> str:
-    if len(values) < 4:
-        return f"{statistics.median(values):.2f} [{min(values):.2f}, {max(values):.2f}]"
-    q1, q2, q3 = statistics.quantiles(values, n=4)
-    return f"{q2:.2f} [{q1:.2f}, {q3:.2f}]"
-
-
 def run(settings: Settings) -> Section:
     context = RunContext.begin(settings)
     entry = _entry()
@@ -75,9 +68,9 @@ def run(settings: Settings) -> Section:
     rows = []
     for name, (args, target) in COMMANDS.items():
         count, heavy = _imports(args)
-        median = statistics.median(walls[name])
-        rows.append([f"`{name}`", _quartiles(walls[name]), _quartiles(cpus[name]), f"≤ {target:g}",
-                     "met" if median <= target else "**missed**", str(count), ", ".join(heavy) or "none"])
+        wall = spread(walls[name])
+        rows.append([f"`{name}`", wall.text(2), spread(cpus[name]).text(2), f"≤ {target:g}",
+                     "met" if wall.median <= target else "**missed**", str(count), ", ".join(heavy) or "none"])
     table = Table(["command", "wall s, median [IQR]", "CPU s, median [IQR]", "target wall s", "target",
                    "modules imported", "heavy imports"], rows)
     met = all(row[4] == "met" for row in rows)

@@ -1,4 +1,5 @@
-"""Makespan benchmark (also the ``makespan`` part of ``mtp-bench bench``): N equal tiny trials on K CPU workers through the Ray scheduler, against the ideal
+"""Makespan benchmark (also the ``makespan`` part of ``mtp-bench bench``): N equal tiny trials on K CPU workers
+through the Ray scheduler, against the ideal
 ``sum(trial durations) / K`` of a scheduler with no overhead and perfect packing.
 
 The ratio (1.0 is ideal) measures what scheduling costs: a fresh worker process per trial (imports, model build),

@@ -48,7 +48,7 @@ def probe(document: dict[str, Any], indices: list[list[int]], steps: int, thread
     import psutil
     import torch
 
-    from mtp_bench.bench.common import make_batches, trainer_for
+    from mtp_bench.bench.batches import make_batches, trainer_for
     from mtp_bench.suite.models import TrialConfig
     from mtp_bench.trial import prepare
 

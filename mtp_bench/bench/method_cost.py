@@ -140,17 +140,8 @@ def _measure_tiny(settings: Settings, chosen: list[tuple[str, bool, Any]], serve
     memory = {key: server.measure(key, trial.model_dump(mode="json"), indices, sizes.memory_steps, settings.threads)
               for key, (_, _, trial) in zip(keys, chosen)}
     measured = range(sizes.method_warmup, sizes.method_warmup + sizes.method_rounds)
-    return Measured(
-        model=model, seconds=timed.seconds,
-        time_ratios={key: timed.ratios(key, baseline(key)) for key in keys},
-        cpu_ratios={key: timed.ratios(key, baseline(key), cpu=True) for key in keys},
-        positions={key: sum(r[0] for r in timed.results[key]) / sizes.method_rounds for key in keys},
-        padded={key: sum(r[1] for r in timed.results[key]) / sizes.method_rounds for key in keys},
-        flops=flops, extra_params={key: parameters[key]["params/extra"] for key in keys},
-        base_params=parameters["ntp"]["params/base"], memory=memory,
-        real_per_step=sum(real[i % len(real)] for i in measured) / sizes.method_rounds,
-        bidirectional_ntp=timed.ratios("ntp bidir", "ntp", cpu=cpu_clock) if "ntp bidir" in keys else [],
-    )
+    return Measured.of(timed, model=model, flops=flops, parameters=parameters, memory=memory, cpu_clock=cpu_clock,
+                       real_per_step=sum(real[i % len(real)] for i in measured) / sizes.method_rounds)
 
 
 # ---------------------------------------------------------------------------------------------- render ----
@@ -189,7 +180,9 @@ def _table(m: Measured, labels: dict[str, tuple[str, bool]], cpu_clock: bool, on
 
 
 def _verdict(value: float, goal: float) -> str:
-    return f"met ({value:.2f} ≤ {goal})" if value <= goal else f"missed by {100 * (value / goal - 1):.0f}% ({value:.2f})"
+    if value <= goal:
+        return f"met ({value:.2f} ≤ {goal})"
+    return f"missed by {100 * (value / goal - 1):.0f}% ({value:.2f})"
 
 
 def _reading(tiny: Measured, wide: Measured, cpu_clock: bool) -> str:
@@ -204,15 +197,16 @@ def _reading(tiny: Measured, wide: Measured, cpu_clock: bool) -> str:
                 f"time per position {_verdict(w['cpu'] / w['positions'], TIME_PER_POSITION_GOAL)}; memory growth "
                 f"per position {_verdict(w['growth'] / w['positions'], MEMORY_PER_POSITION_GOAL)} (tiny model: "
                 f"{t['cpu']:.2f}× for {t['positions']:.2f}×)")
-    heads = [key for key in wide.positions if key.split()[0] not in BIDIRECTIONAL]
-    verdicts = [f"`{key}` {_ratios(wide, key, cpu_clock)['cpu']:.2f}× time for "
-                f"{_ratios(wide, key, cpu_clock)['flops']:.2f}× FLOPs, "
-                f"{_verdict(_ratios(wide, key, cpu_clock)['cpu'] / _ratios(wide, key, cpu_clock)['flops'], TIME_PER_FLOP_GOAL)}"
-                for key in heads]
+    verdicts = []
+    for key in wide.positions:
+        if key.split()[0] not in BIDIRECTIONAL:  # the head methods
+            r = _ratios(wide, key, cpu_clock)
+            verdicts.append(f"`{key}` {r['cpu']:.2f}× time for {r['flops']:.2f}× FLOPs, "
+                            f"{_verdict(r['cpu'] / r['flops'], TIME_PER_FLOP_GOAL)}")
     text = "; ".join(parts) + "."
     if verdicts:
-        text += " Head methods at the realistic width, time per FLOP against NTP (goal ≤ 1.1): " + "; ".join(
-            verdicts) + "."
+        text += (f" Head methods at the realistic width, time per FLOP against NTP (goal ≤ {TIME_PER_FLOP_GOAL}): "
+                 + "; ".join(verdicts) + ".")
     if wide.bidirectional_ntp:
         text += (f" NTP with the bidirectional prompt (4D mask) costs {spread(wide.bidirectional_ntp).median:.2f}"
                  f"× causal NTP{clock} at the realistic width.")

@@ -21,7 +21,7 @@ import torch
 from mtp_bench.bench.batches import batch_indices
 from mtp_bench.bench.context import Settings
 from mtp_bench.bench.memory import ProbeServer
-from mtp_bench.bench.timing import interleave
+from mtp_bench.bench.timing import Interleaved, interleave
 
 # Llama at GPT-2-small / LlamaGen-B size; the BPE trained on GSM8K toward 32K rows stops at ~23K (the text runs out).
 WIDE_MODEL = {"preset": "tiny-llama", "tokenizer_vocab_size": 32000, "config_overrides": {
@@ -103,6 +103,22 @@ class Measured:
     real_per_step: float
     bidirectional_ntp: list[float]  # per-round time ratio of NTP with the bidirectional prompt to causal NTP
 
+    @classmethod
+    def of(cls, timed: Interleaved, *, model: str, flops: dict[str, float], parameters: dict[str, dict[str, float]],
+           memory: dict[str, dict[str, Any]], real_per_step: float, cpu_clock: bool) -> Measured:
+        """Gather one size's measurements; ``timed`` returned (positions, padded positions) per step."""
+        keys, rounds = list(timed.seconds), len(next(iter(timed.seconds.values())))
+        return cls(
+            model=model, seconds=timed.seconds,
+            time_ratios={key: timed.ratios(key, baseline(key)) for key in keys},
+            cpu_ratios={key: timed.ratios(key, baseline(key), cpu=True) for key in keys},
+            positions={key: sum(r[0] for r in timed.results[key]) / rounds for key in keys},
+            padded={key: sum(r[1] for r in timed.results[key]) / rounds for key in keys},
+            flops=flops, extra_params={key: parameters[key]["params/extra"] for key in keys},
+            base_params=parameters["ntp"]["params/base"], memory=memory, real_per_step=real_per_step,
+            bidirectional_ntp=timed.ratios("ntp bidir", "ntp", cpu=cpu_clock) if "ntp bidir" in keys else [],
+        )
+
 
 def baseline(key: str) -> str:
     return "ntp bidir" if key.endswith(" bidir") else "ntp"
@@ -157,16 +173,8 @@ def measure_wide(settings: Settings, chosen: list[tuple[str, bool, Any]], server
     del base, model  # the shared model goes before the memory probes
     memory = {key: server.measure(key, trial.model_dump(mode="json"), indices, WIDE_MEMORY_STEPS, settings.threads)
               for key, (_, _, trial) in zip(keys, chosen)}
-    return Measured(
-        model=description, seconds=timed.seconds,
-        time_ratios={key: timed.ratios(key, baseline(key)) for key in keys},
-        cpu_ratios={key: timed.ratios(key, baseline(key), cpu=True) for key in keys},
-        positions={key: sum(r[0] for r in timed.results[key]) / WIDE_ROUNDS for key in keys},
-        padded={key: sum(r[1] for r in timed.results[key]) / WIDE_ROUNDS for key in keys},
-        flops=flops, extra_params={key: parameters[key]["params/extra"] for key in keys},
-        base_params=parameters["ntp"]["params/base"], memory=memory, real_per_step=sum(real) / len(real),
-        bidirectional_ntp=timed.ratios("ntp bidir", "ntp", cpu=device.type != "cuda") if "ntp bidir" in keys else [],
-    )
+    return Measured.of(timed, model=description, flops=flops, parameters=parameters, memory=memory,
+                       real_per_step=sum(real) / len(real), cpu_clock=device.type != "cuda")
 
 
 def _describe(model: Any, device: torch.device, precision: Any) -> str:

@@ -21,18 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtp_bench.bench.common import (
-    RunContext,
-    Settings,
-    batch_indices,
-    gsm8k_suite,
-    interleave,
-    make_batches,
-    spread,
-    trainer_for,
-    trials,
-)
+from mtp_bench.bench.batches import batch_indices, make_batches, prepared_ntp, trainer_for
+from mtp_bench.bench.context import RunContext, Settings
 from mtp_bench.bench.report import Section, Table
+from mtp_bench.bench.timing import interleave, spread
 from mtp_bench.method.batches import TokenBatch
 
 GOAL = 0.97  # mtp-bench throughput / reference throughput
@@ -64,12 +56,10 @@ class ReferenceLoop:
 
 
 def run(settings: Settings) -> Section:
-    from mtp_bench.trial import prepare
-
     sizes = settings.sizes
     context = RunContext.begin(settings)
-    trial = trials(gsm8k_suite(settings, [{"name": "ntp"}]))[0]
-    prepared = prepare(trial)
+    prepared = prepared_ntp(settings)
+    trial = prepared.trial
     batches = make_batches(prepared, batch_indices(len(prepared.train_data.items), sizes))
     reference = ReferenceLoop(copy.deepcopy(prepared.module.model), trial.train, trial.train.max_steps,
                               prepared.device, prepared.precision)  # same weights: a copy before any step

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mtp_bench.bench import PARTS
 from mtp_bench.bench.context import RunContext
 
-ORDER = ("overhead", "methods", "eval", "speculative", "makespan")
 TITLE = "# mtp-bench benchmarks"
 PREAMBLE = (
     "What each training objective and the harness cost, measured as ratios inside one run (compared variants "
@@ -37,7 +37,7 @@ class Table:
 
 @dataclass
 class Section:
-    key: str  # the part: overhead, methods, eval, speculative, makespan
+    key: str  # the part (:data:`mtp_bench.bench.PARTS`)
     title: str
     method: str  # how it was measured, one paragraph
     tables: list[Table]
@@ -76,7 +76,7 @@ def write(path: Path, sections: list[Section]) -> str:
     """Write ``sections`` into ``path``, keeping sections of other parts already there; returns the text."""
     merged = existing_sections(path)
     merged.update({section.key: section.markdown() for section in sections})
-    keys = [key for key in ORDER if key in merged] + sorted(set(merged) - set(ORDER))
+    keys = [key for key in PARTS if key in merged] + sorted(set(merged) - set(PARTS))
     text = "\n".join([TITLE, "", PREAMBLE, "", *[merged[key] for key in keys]])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

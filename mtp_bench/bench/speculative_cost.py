@@ -6,8 +6,8 @@ Each method trains its own model from the same initialisation through the shared
 ``Trainer``, batches from the data pipeline's ``StepSampler`` as ``run_trial`` draws them) on templated GSM8K-format
 word problems (the ``word_problems`` task: long, regular answers, which drafting can exploit). Then, per held-out
 prompt, plain greedy (:func:`~mtp_bench.evaluation.generate.greedy_generate`) and self-speculative decoding
-(:func:`~mtp_bench.evaluation.speculative_decoding.speculative_generate` with the method's own drafter) run back to back,
-in alternating order; the outputs must be identical (``mismatches``). A second table gives the speedup those τ
+(:func:`~mtp_bench.evaluation.speculative_decoding.speculative_generate` with the method's own drafter) run back to
+back, in alternating order; the outputs must be identical (``mismatches``). A second table gives the speedup those τ
 imply at realistic depth (:mod:`mtp_bench.bench.speculative_depth`).
 """
 
@@ -19,9 +19,11 @@ from typing import Any
 
 import torch
 
-from mtp_bench.bench.common import RunContext, Settings, interleave, spread, trials
+from mtp_bench.bench.batches import trials
+from mtp_bench.bench.context import RunContext, Settings
 from mtp_bench.bench.report import Section, Table
 from mtp_bench.bench.speculative_depth import NEW_TOKENS, PROMPT_LENGTH, implied_rows, step_costs
+from mtp_bench.bench.timing import interleave, spread
 
 # Settings that give every drafter k drafts per step (method defaults otherwise: MuToR a 0.3, d 1..k+1).
 DRAFTING = {

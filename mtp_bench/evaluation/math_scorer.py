@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from mtp_bench.data.tasks import Example
 from mtp_bench.evaluation.paper_scorer_params import MathParams
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult
+from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each
 
 
 def _timeout(seconds: int) -> int | None:
@@ -54,7 +54,6 @@ def equivalent(gold: str, completion: str) -> bool:
     return matches(gold, extract(completion))
 
 
-
 class MathAnswer:
     """Symbolic answer equivalence with math-verify (``\\boxed{}`` first)."""
 
@@ -66,27 +65,23 @@ class MathAnswer:
         self.params = params
 
     def score(self, context: EvalContext, examples: list[Example]) -> ScoreResult:
-        completions = context.generate(examples, self.params.max_new_tokens)
-        samples: list[dict[str, Any]] = []
-        for index, (example, completion) in enumerate(zip(examples, completions)):
-            gold = str(example.record["gold"])
-            predicted = extract(completion)
-            correct = matches(gold, predicted)
-            samples.append(
-                {
-                    "index": index,
-                    "problem": example.record.get("problem", example.prompt),
-                    "completion": completion,
-                    "gold": gold,
-                    "prediction": predicted[-1] if predicted else None,
-                    "boxed": "\\boxed" in completion,
-                    "correct": correct,
-                    "scores": {"exact_match": correct},
-                }
-            )
-        n = max(len(samples), 1)
-        metrics = {
-            "exact_match": sum(row["correct"] for row in samples) / n,
-            "boxed_rate": sum(row["boxed"] for row in samples) / n,
+        result = score_each(context, examples, self.params.max_new_tokens, self.judge, ("exact_match",))
+        # boxed_rate describes the answer format, not correctness, so it is a metric but no per-sample score
+        result.metrics["boxed_rate"] = sum(row["boxed"] for row in result.samples) / max(len(result.samples), 1)
+        return result
+
+    @staticmethod
+    def judge(index: int, example: Example, completion: str) -> dict[str, Any]:
+        gold = str(example.record["gold"])
+        predicted = extract(completion)
+        correct = matches(gold, predicted)
+        return {
+            "index": index,
+            "problem": example.record.get("problem", example.prompt),
+            "completion": completion,
+            "gold": gold,
+            "prediction": predicted[-1] if predicted else None,
+            "boxed": "\\boxed" in completion,
+            "correct": correct,
+            "scores": {"exact_match": correct},
         }
-        return ScoreResult(metrics=metrics, samples=samples)

@@ -17,7 +17,9 @@ from typing import Any, ClassVar
 
 from mtp_bench.data.tasks import Example
 from mtp_bench.evaluation.paper_scorer_params import MultipleChoiceParams
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult
+from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each
+
+METRICS = ("accuracy", "accuracy_flexible")
 
 
 def strict_letter(completion: str, letters: str = "ABCDE") -> str | None:
@@ -38,7 +40,6 @@ def flexible_letter(completion: str, letters: str = "ABCDE") -> str | None:
     return found[-1] if found else None
 
 
-
 class MultipleChoice:
     """Letter accuracy on multiple-choice questions whose records carry the gold letter as ``gold``."""
 
@@ -50,24 +51,19 @@ class MultipleChoice:
         self.params = params
 
     def score(self, context: EvalContext, examples: list[Example]) -> ScoreResult:
-        completions = context.generate(examples, self.params.max_new_tokens)
+        return score_each(context, examples, self.params.max_new_tokens, self.judge, METRICS)
+
+    def judge(self, index: int, example: Example, completion: str) -> dict[str, Any]:
         letters = self.params.letters
-        samples: list[dict[str, Any]] = []
-        for index, (example, completion) in enumerate(zip(examples, completions)):
-            gold = str(example.record["gold"]).strip()
-            strict, flexible = strict_letter(completion, letters), flexible_letter(completion, letters)
-            samples.append(
-                {
-                    "index": index,
-                    "question": example.record.get("question", example.prompt),
-                    "completion": completion,
-                    "gold": gold,
-                    "prediction": strict,
-                    "prediction_flexible": flexible,
-                    "correct": strict == gold,
-                    "scores": {"accuracy": strict == gold, "accuracy_flexible": flexible == gold},
-                }
-            )
-        n = max(len(samples), 1)
-        metrics = {name: sum(row["scores"][name] for row in samples) / n for name in ("accuracy", "accuracy_flexible")}
-        return ScoreResult(metrics=metrics, samples=samples)
+        gold = str(example.record["gold"]).strip()
+        strict, flexible = strict_letter(completion, letters), flexible_letter(completion, letters)
+        return {
+            "index": index,
+            "question": example.record.get("question", example.prompt),
+            "completion": completion,
+            "gold": gold,
+            "prediction": strict,
+            "prediction_flexible": flexible,
+            "correct": strict == gold,
+            "scores": {"accuracy": strict == gold, "accuracy_flexible": flexible == gold},
+        }

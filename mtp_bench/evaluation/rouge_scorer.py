@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from mtp_bench.data.tasks import Example
 from mtp_bench.evaluation.paper_scorer_params import RougeParams
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult
+from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 
@@ -29,7 +29,6 @@ def rouge(prediction: str, references: list[str], use_stemmer: bool = True) -> d
     return {name: float(scores[name].fmeasure) for name in ROUGE_TYPES}
 
 
-
 class Rouge:
     """ROUGE-1/2/L F-measures, max over references."""
 
@@ -41,19 +40,14 @@ class Rouge:
         self.params = params
 
     def score(self, context: EvalContext, examples: list[Example]) -> ScoreResult:
-        completions = context.generate(examples, self.params.max_new_tokens)
-        samples: list[dict[str, Any]] = []
-        for index, (example, completion) in enumerate(zip(examples, completions)):
-            references = list(example.record.get("references") or [example.answer.strip()])
-            prediction = completion.strip()
-            samples.append(
-                {
-                    "index": index,
-                    "prediction": prediction,
-                    "references": references,
-                    "scores": rouge(prediction, references, self.params.use_stemmer),
-                }
-            )
-        n = max(len(samples), 1)
-        metrics = {name: sum(row["scores"][name] for row in samples) / n for name in ROUGE_TYPES}
-        return ScoreResult(metrics=metrics, samples=samples)
+        return score_each(context, examples, self.params.max_new_tokens, self.judge, ROUGE_TYPES)
+
+    def judge(self, index: int, example: Example, completion: str) -> dict[str, Any]:
+        references = list(example.record.get("references") or [example.answer.strip()])
+        prediction = completion.strip()
+        return {
+            "index": index,
+            "prediction": prediction,
+            "references": references,
+            "scores": rouge(prediction, references, self.params.use_stemmer),
+        }

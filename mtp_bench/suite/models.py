@@ -14,8 +14,10 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from mtp_bench.suite.reference import ReferenceConfig
 from mtp_bench.suite.sections import (
     DataConfig,
     EvalConfig,
@@ -33,7 +35,8 @@ from mtp_bench.suite.sections import (
 
 __all__ = [
     "DataConfig", "EvalConfig", "GridConfig", "LmEvalConfig", "LoraConfig", "MethodEntry", "ModelConfig",
-    "ResourcesConfig", "ScorerEntry", "StrictModel", "SuiteConfig", "TrackingConfig", "TrainConfig", "TrialConfig",
+    "ReferenceConfig", "ResourcesConfig", "ScorerEntry", "StrictModel", "SuiteConfig", "TrackingConfig", "TrainConfig",
+    "TrialConfig",
 ]
 
 
@@ -75,6 +78,10 @@ class SuiteConfig(StrictModel):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     """What each trial reserves from the scheduler."""
 
+    reference: ReferenceConfig | None = None
+    """Published numbers to hold ours against (a paper's table): ``mtp-bench compare`` prints each beside our mean
+    with the gap. Changes no trial."""
+
     @field_validator("methods")
     @classmethod
     def _unique_labels(cls, methods: list[MethodEntry]) -> list[MethodEntry]:
@@ -83,6 +90,21 @@ class SuiteConfig(StrictModel):
         if duplicates:
             raise ValueError(f"method labels must be unique, repeated: {', '.join(duplicates)} (set `label`)")
         return methods
+
+    @model_validator(mode="after")
+    def _reference_names(self) -> SuiteConfig:
+        """The reference's method labels, scorers and lm-eval tasks exist in this suite; each problem is reported
+        at its own key path (``reference.metrics.<metric>.<label>``)."""
+        if self.reference is None:
+            return self
+        problems = self.reference.problems([m.display_name for m in self.methods],
+                                           [s.name for s in self.evaluation.scorers], self.evaluation.lm_eval.tasks)
+        if problems:
+            raise ValidationError.from_exception_data("SuiteConfig", [
+                InitErrorDetails(type=PydanticCustomError("reference_name", message), loc=("reference", *where),
+                                 input=name)
+                for where, message, name in problems])
+        return self
 
 
 # Fields of a trial that do not change what it computes; kept out of its id so a resumed grid finds its trials

@@ -1,0 +1,177 @@
+"""A suite's ``reference:`` section (a paper's numbers): validated against the suite's method labels and scorers,
+each problem at its key path, no trial id changed; and ``mtp-bench compare`` printing the paper's value and our gap
+(mean x scale - paper) in compare.md, compare.csv and the 120-column terminal table, on a store built by hand from
+the suite's own trial ids."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from bad_input_support import base_suite, refused, write_base_suite
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from rich.console import Console
+
+from mtp_bench import cli
+from mtp_bench.analysis.outputs import compare_suite
+from mtp_bench.analysis.render import print_comparison
+from mtp_bench.suite import expand_grid, load_suite
+from mtp_bench.suite.reference import ReferenceConfig
+
+REPO = Path(__file__).resolve().parents[1]
+METRIC = "best_on_test/test/exact_match/exact_match"
+REFERENCE = {"source": "a paper, Table 1 [hand-made]", "scale": 100,
+             "metrics": {METRIC: {"ntp": 38.87, "mutor": 42.10}}}
+# Final values per method and seed: ntp mean 0.40, mutor mean 0.45.
+VALUES = {("ntp", 0): 0.35, ("ntp", 1): 0.40, ("ntp", 2): 0.45, ("mutor", 0): 0.40, ("mutor", 1): 0.45,
+          ("mutor", 2): 0.50}
+# gap = mean x 100 - paper: ntp 40 - 38.87 = +1.13, mutor 45 - 42.10 = +2.90
+GAPS = {"ntp": (38.87, 1.13), "mutor": (42.10, 2.90)}
+
+
+def suite_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: dict | None, **changes) -> Path:
+    path = write_base_suite(tmp_path, monkeypatch)
+    suite = base_suite(tmp_path)
+    suite.update(methods=[{"name": "ntp"}, {"name": "mutor"}], grid={"seeds": [0, 1, 2]}, **changes)
+    suite["evaluation"]["select_on"] = "test"
+    if reference is not None:
+        suite["reference"] = reference
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ validation ----
+def test_reference_validates_and_changes_no_trial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    with_reference = load_suite(suite_with(tmp_path, monkeypatch, REFERENCE))
+    assert with_reference.reference.value(METRIC, "mutor") == 42.10
+    assert with_reference.reference.gap(METRIC, "mutor", 0.45) == pytest.approx(2.90)
+    assert with_reference.reference.value(METRIC, "mtp_heads") is None
+    without = load_suite(suite_with(tmp_path, monkeypatch, None))
+    assert [t.trial_id for t in expand_grid(with_reference)] == [t.trial_id for t in expand_grid(without)]
+    assert cli.main(["validate", str(suite_with(tmp_path, monkeypatch, REFERENCE))]) == 0
+    assert "6 trials" in capsys.readouterr().out
+
+
+BAD = [
+    ("unknown method label", {METRIC: {"ntp": 38.87, "mtp_heads": 40.66}},
+     f"reference.metrics.{METRIC}.mtp_heads: 'mtp_heads' is not one of the suite's method labels (ntp, mutor)"),
+    ("scorer the suite does not run", {"best/test/rouge/rougeL": {"ntp": 1.0}},
+     "reference.metrics.best/test/rouge/rougeL: scorer 'rouge' is not run by this suite (exact_match)"),
+    ("lm-eval task the suite does not run", {"last/lm_eval/gsm8k/exact_match/strict-match": {"ntp": 1.0}},
+     "reference.metrics.last/lm_eval/gsm8k/exact_match/strict-match: lm-eval task 'gsm8k' is not run by this suite"),
+    ("not a final metric name", {"test/exact_match/exact_match": {"ntp": 1.0}},
+     "reference.metrics: 'test/exact_match/exact_match' is not a final metric name"),
+    ("no values", {METRIC: {}}, f"reference.metrics: '{METRIC}' has no values"),
+]
+
+
+@pytest.mark.parametrize(("metrics", "message"), [case[1:] for case in BAD], ids=[case[0] for case in BAD])
+def test_bad_reference_is_refused_at_its_key_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+                                                  metrics: dict, message: str) -> None:
+    path = suite_with(tmp_path, monkeypatch, {**REFERENCE, "metrics": metrics})
+    refused(["validate", str(path)], capsys, tmp_path, message)
+
+
+def test_reference_fields_are_checked_and_documented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys) -> None:
+    path = suite_with(tmp_path, monkeypatch, {**REFERENCE, "scale": 0, "extra": 1})
+    refused(["validate", str(path)], capsys, tmp_path, "reference.scale: Input should be greater than 0",
+            "reference.extra: unknown key")
+    assert all((field.description or "").strip() for field in ReferenceConfig.model_fields.values())
+
+
+def test_paper_suites_carry_their_reference_and_validate_without_heavy_imports() -> None:
+    """Every paper suite has a reference keyed by a metric its scorer and selection produce; validating one (the
+    section included) imports none of torch, mlflow, ray, scipy, transformers, matplotlib."""
+    for path in sorted((REPO / "suites" / "paper").glob("*.yaml")):
+        suite = load_suite(path)
+        assert suite.reference is not None and suite.reference.scale == 100, path.name
+        prefix = "best_on_test" if suite.evaluation.select_on == "test" else "best"
+        assert all(name.startswith(f"{prefix}/test/{suite.evaluation.scorers[0].name}/")
+                   for name in suite.reference.metrics), path.name
+        assert all(set(values) == {"ntp", "mtp_heads", "mutor"} for values in suite.reference.metrics.values())
+    heavy = ("torch", "mlflow", "ray", "scipy", "transformers", "matplotlib")
+    code = ("import contextlib, io, json, sys\nfrom mtp_bench import cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    assert cli.main(['validate', 'suites/paper/gemma2b_dialogsum.yaml']) == 0\n"
+            f"print(json.dumps([m for m in {heavy!r} if m in sys.modules]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+# ------------------------------------------------------------------------------------------------- compare ----
+def fill_store(suite_path: Path) -> None:
+    """One finished run per trial of the suite, tagged as the harness tags them, with the referenced metric."""
+    suite = load_suite(suite_path)
+    (suite_path.parent / "store").mkdir(exist_ok=True)
+    client = MlflowClient(tracking_uri=suite.tracking.uri)
+    experiment = client.create_experiment(suite.name, artifact_location=(suite_path.parent / "artifacts").as_uri())
+    for trial in expand_grid(suite):
+        method = trial.method.display_name
+        tags = {"mtp_bench.kind": "trial", "mtp_bench.method": method, "mtp_bench.seed": str(trial.seed),
+                "mtp_bench.trial_id": trial.trial_id, "mtp_bench.cell": "", "mtp_bench.suite": suite.name,
+                "mtp_bench.select_metric": "exact_match/exact_match"}
+        run_id = client.create_run(experiment, tags=tags, run_name=trial.label).info.run_id
+        value = VALUES[(method, trial.seed)]
+        client.log_batch(run_id, metrics=[Metric(METRIC, value, 0, 2), Metric("last/test/exact_match/exact_match",
+                                                                               value - 0.05, 0, 2)],
+                         params=[Param("evaluation.scorers.0.name", "exact_match")])
+        client.set_terminated(run_id, "FINISHED")
+
+
+def test_compare_prints_paper_value_and_gap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    path = suite_with(tmp_path, monkeypatch, REFERENCE)
+    fill_store(path)
+    out = tmp_path / "out"
+    assert cli.main(["compare", str(path), "--output", str(out)]) == 0
+    capsys.readouterr()
+
+    text = (out / "compare.md").read_text()
+    assert "Paper values: a paper, Table 1 [hand-made]. Gap = our mean × 100 − paper value" in text
+    header = next(line for line in text.splitlines() if line.startswith("| metric |") and "paper" in line)
+    assert "| mean [95% CI] | paper | gap (mean ×100 − paper) | vs ntp Δ [95% CI] |" in header
+    for method, (paper, gap) in GAPS.items():
+        row = next(line for line in text.splitlines() if f"| {method} |" in line
+                   and line.startswith("| test/exact_match/exact_match | best on TEST split"))
+        assert f"| {paper:g} | {gap:+.3g} |" in row
+    last = next(line for line in text.splitlines() if line.startswith("| test/exact_match/exact_match | last"))
+    assert [cell.strip() for cell in last.split("|")][6:8] == ["", ""]  # no reference for the last checkpoint
+
+    with (out / "compare.csv").open() as handle:
+        rows = [r for r in csv.DictReader(handle) if r["metric"] == "test/exact_match/exact_match"]
+    for row in rows:
+        if row["checkpoint"] == "best_on_test":
+            paper, gap = GAPS[row["method"]]
+            assert float(row["reference_value"]) == paper and float(row["reference_scale"]) == 100
+            assert float(row["gap_to_reference"]) == pytest.approx(float(row["mean"]) * 100 - paper)
+            assert float(row["gap_to_reference"]) == pytest.approx(gap)
+        else:
+            assert row["reference_value"] == row["gap_to_reference"] == ""
+
+    comparison = compare_suite(load_suite(path))
+    screen = io.StringIO()
+    print_comparison(Console(file=screen, width=250, highlight=False, soft_wrap=True), comparison, [])
+    shown = screen.getvalue()
+    assert max(len(line) for line in shown.splitlines()) <= 120
+    assert "paper (gap)" in shown and "38.87 (+1.13)" in shown and "42.1 (+2.9)" in shown
+    assert "Table 1 [hand-made]" in shown  # brackets in the source are text, not markup
+
+
+def test_reference_metric_no_run_has_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    metric = "best/test/exact_match/exact_match"  # selection on validation, but the suite selects on test
+    path = suite_with(tmp_path, monkeypatch, {**REFERENCE, "metrics": {metric: {"ntp": 40.0}}})
+    fill_store(path)
+    comparison = compare_suite(load_suite(path))
+    assert comparison.unmatched_references() == [metric]
+    assert all(row.paper is None for row in comparison.rows)
+    screen = io.StringIO()
+    print_comparison(Console(file=screen, width=120, highlight=False), comparison, [])
+    assert f"No compared run has the referenced metric(s) {metric}" in " ".join(screen.getvalue().split())
