@@ -8,7 +8,8 @@ so the real-token path is exactly the plain causal LM: at inference the register
 
 How this file realises the paper for any Hugging Face causal LM that takes a 4D mask and ``position_ids``:
 
-- One shared register vector (the paper's single ``<reg>`` embedding) lives in the method's ``extra`` module and is
+- One shared register vector (the paper's single ``<reg>`` embedding; ``registers: per_offset`` gives each offset d
+  its own, the paper's ablation) lives in the method's ``extra`` module and is
   injected through ``inputs_embeds``. It is not a vocabulary row, so it never becomes an output class under tied
   embeddings, stays trainable under LoRA, and the exported model is the base model unchanged.
 - Layout: each row's registers sit right after *its own* real tokens (one slot each) instead of interleaved; their
@@ -53,13 +54,27 @@ MASK_IMPLEMENTATIONS = ("eager", "sdpa")  # attention kernels that read an arbit
 
 
 class RegisterEmbedding(nn.Module):
-    """The one learned input vector shared by every register (the paper's ``<reg>`` token embedding)."""
+    """The learned register input: one vector shared by every register (the paper's ``<reg>`` token embedding,
+    ``register`` [d]), or one per offset (the paper's ablation, ``register`` [offsets, d], row i for offset
+    ``first + i``)."""
 
-    def __init__(self, vector: Tensor):
+    def __init__(self, vector: Tensor, offsets: range | None = None):
         super().__init__()
-        self.register = nn.Parameter(vector.detach().clone())
+        if offsets is None:
+            self.register = nn.Parameter(vector.detach().clone())
+        else:
+            self.register = nn.Parameter(vector.detach().expand(len(offsets), -1).clone())
+        self.first = offsets.start if offsets is not None else 0
 
+    def vectors(self, offsets: Tensor) -> Tensor:
+        """The input vector of a register drafting each of ``offsets`` (any shape): [*offsets.shape, d]."""
+        if self.register.dim() == 1:
+            return self.register.expand(*offsets.shape, -1)
+        return self.register[(offsets - self.first).clamp(0, self.register.size(0) - 1)]
 
+    def inputs(self, offsets: Tensor) -> Tensor:
+        """What the layout functions take: the shared vector [d] itself, else the vector of each slot."""
+        return self.register if self.register.dim() == 1 else self.vectors(offsets)
 
 
 # ------------------------------------------------------------------------------------------------ method ----
@@ -91,7 +106,8 @@ class MuToR:
             # trials of one seed would start from different adapters.
             with torch.random.fork_rng(devices=[]):
                 vector = torch.randn(weight.size(1)) * weight.float().std()
-        return RegisterEmbedding(vector.to(device=weight.device, dtype=weight.dtype))
+        per_offset = self.offsets if self.params.registers == "per_offset" else None
+        return RegisterEmbedding(vector.to(device=weight.device, dtype=weight.dtype), per_offset)
 
     def transform(self, batch: TokenBatch, generator: torch.Generator) -> ModelBatch:
         device = batch.input_ids.device
@@ -127,7 +143,7 @@ class MuToR:
         t = batch.tensors
         layout = RegisterLayout(anchors=t["anchors"], offsets=t["offsets"], valid=t["register_valid"])
         inputs = register_forward_inputs(
-            model, extra.register, t["input_ids"], t["attention_mask"], layout, t.get("prompt_lengths")
+            model, extra.inputs(layout.offsets), t["input_ids"], t["attention_mask"], layout, t.get("prompt_lengths")
         )
         hidden = anatomy(model).backbone(**inputs, use_cache=False).last_hidden_state
         length = t["input_ids"].size(1)
@@ -169,7 +185,7 @@ class MuToR:
         drafts = min(k, self.params.d_max - 1)
         if extra is None or drafts < 1 or self.params.d_min > 2:
             return None
-        return RegisterDrafter(model, extra.register, drafts)
+        return RegisterDrafter(model, extra.inputs(torch.arange(2, drafts + 2, device=extra.register.device)), drafts)
 
     def export(self, model: nn.Module, extra: nn.Module | None) -> nn.Module:
         return model  # registers are a training device only: the plain causal LM, unchanged
@@ -189,6 +205,7 @@ class RegisterDrafter:
     """
 
     def __init__(self, model: nn.Module, register: Tensor, k: int):
+        # register: one vector [d], or [k, d], the vector of each offset 2..k+1
         self.model, self.register, self.max_drafts = model, register, k
         self.anat = anatomy(model)
         self.cache_keyword = cache_keyword(model)
@@ -214,7 +231,8 @@ class RegisterDrafter:
         allowed[n:, past_length + n :] = torch.eye(slots, dtype=torch.bool, device=device)
         positions = torch.cat([past_length + step, past_length + anchor_of_slot + offset_of_slot - 1])
         embeddings = self.anat.embed(input_ids.reshape(1, n))
-        registers = as_input_embedding(self.register, self.anat.embed_tokens, embeddings.dtype).expand(1, slots, -1)
+        registers = as_input_embedding(self.register, self.anat.embed_tokens, embeddings.dtype)
+        registers = registers.repeat(len(anchors), 1)[None] if registers.dim() == 2 else registers.expand(1, slots, -1)
         # Sliding windows are measured from each query's anchor, as in training: a register sees its anchor's keys.
         window_at = torch.cat([past_length + step, past_length + anchor_of_slot])
         keys = torch.cat([torch.arange(past_length, device=device), window_at])

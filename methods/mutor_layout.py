@@ -158,12 +158,17 @@ def register_forward_inputs(
 ) -> dict[str, Any]:
     """Forward arguments for real tokens with each row's register slots packed after them (:func:`place_registers`):
     ``inputs_embeds`` (token embeddings, the register vector in register columns), ``position_ids`` and the 4D mask
-    in the form the model's kernel reads. ``prompt_lengths`` turns on the bidirectional prompt block."""
+    in the form the model's kernel reads. ``register``: one vector [d] for every register, or one per slot
+    [B, R, d]. ``prompt_lengths`` turns on the bidirectional prompt block."""
     length = input_ids.size(1)
     placement = place_registers(attention_mask.sum(1), layout, length)
     embedding = model.get_input_embeddings()
     embeddings = F.pad(embedding(input_ids), (0, 0, 0, placement.length - length))
     registers = as_input_embedding(register, embedding, embeddings.dtype)
+    if registers.dim() == 3:  # one vector per slot: the one of each register column's slot
+        slot = placement.slot if layout.count else torch.zeros_like(placement.slot)
+        registers = F.pad(registers, (0, 0, 0, max(1 - registers.size(1), 0)))
+        registers = registers.gather(1, slot[:, :, None].expand(-1, -1, registers.size(-1)))
     columns = torch.arange(placement.length, device=input_ids.device)[None, :]
     positions = torch.where(placement.source >= 0, columns, 0)  # padding columns: 0, inside every position table
     if layout.count:

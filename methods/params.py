@@ -36,6 +36,11 @@ class MuToRParams(BaseModel):
     not disturbed by an out-of-distribution input), or ``random``: normal with the embeddings' standard deviation
     (close to what the official code got from resizing the vocabulary)."""
 
+    registers: Literal["shared", "per_offset"] = "shared"
+    """``shared``: one learned register embedding for every offset (the paper's method). ``per_offset``: one per
+    offset d_min..d_max, each register (and the drafter) using that of the offset it predicts (the paper's ablation,
+    Table 6); each starts as the shared one would."""
+
     registers_per_sequence: int | None = Field(default=None, ge=1)
     """Sparse registers: this many per sequence at random positions among the eligible ones (the paper's image
     experiments). None: a register before every target token (dense, the paper's language setting)."""

@@ -12,6 +12,10 @@ batch, whatever the accumulation or the number of workers:
 
     objective = sum_k weight_k * (sum over the step of sums_k) / (sum over the step of counts_k)
 
+That is ``train.loss_normalisation: token`` (the default). Under ``sequence`` (the official MuToR code's weighting)
+the loop feeds the method one sequence at a time and divides each sum by that sequence's own count first, so every
+sequence weighs the same; the method's side of the contract does not change.
+
 Metric names (``LossOutput.sums`` keys) follow one convention so runs compare side by side in MLflow:
 ``loss/ntp`` and ``acc/ntp`` for the next-token path; ``loss/h{k}`` and ``acc/h{k}`` for an auxiliary predictor of
 the token *k* steps ahead (at position t, having seen x_1..x_t, it predicts x_{t+k}); other names are the method's own.

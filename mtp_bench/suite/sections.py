@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from mtp_bench.suite.presets import PRESETS
 
@@ -137,6 +145,18 @@ class TrainConfig(StrictModel):
     epochs: float | None = Field(default=None, gt=0)
     """Passes over the training data (fractions allowed)."""
 
+    max_positions: int | None = Field(default=None, ge=1)
+    """Compute budget: stop at the first optimiser step by which the model has processed this many token positions
+    (real tokens plus any a method inserts, all workers: the run's ``train/tokens_processed``). ``max_steps`` or
+    ``epochs`` stays the upper bound. The steps are counted before training (the method's batch transform over the
+    steps, no forward pass), so warm-up and decay span the budgeted run. To match a reference method (the paper's
+    compute-matched NTP, Table 3), set it to the reference run's ``train/tokens_processed_total`` (times a ratio)."""
+
+    max_flops: float | None = Field(default=None, gt=0)
+    """The same budget in estimated training FLOPs (the run's ``train/flops``: 6 x parameters x positions), e.g. a
+    reference run's ``train/flops_total``; methods with more parameters then get fewer positions. At most one of
+    ``max_positions`` and ``max_flops``."""
+
     lr: float = Field(default=5e-5, gt=0)
     """Peak learning rate of AdamW."""
 
@@ -160,6 +180,12 @@ class TrainConfig(StrictModel):
 
     grad_accum: int = Field(default=1, ge=1)
     """Micro-batches per optimiser step. Effective batch = batch_size x grad_accum x data-parallel workers."""
+
+    loss_normalisation: Literal["token", "sequence"] = "token"
+    """How each loss term is averaged over an optimiser step. ``token``: a token mean over the whole step (all
+    micro-batches, all workers). ``sequence``: the official MuToR code's - each sequence's token mean, then the mean
+    over the step's sequences, so every sequence weighs the same (the loop then runs the method on one sequence at
+    a time, as that code does with batch size 1: slower on a GPU at large ``batch_size``)."""
 
     max_length: int = Field(default=512, ge=8)
     """Longest sequence (prompt + answer tokens, before any tokens a method inserts)."""
@@ -198,7 +224,22 @@ class TrainConfig(StrictModel):
     def _steps_or_epochs(self) -> TrainConfig:
         if (self.max_steps is None) == (self.epochs is None):
             raise ValueError("set exactly one of train.max_steps and train.epochs")
+        if self.max_positions is not None and self.max_flops is not None:
+            raise ValueError("set at most one of train.max_positions and train.max_flops")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_later_knobs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Knobs added after trial ids were first recorded stay out of the dump (so out of the id) while at their
+        # defaults: trials that do not use them keep their ids, and resume or compare against earlier runs.
+        data = handler(self)
+        for name, default in _LATER_KNOBS.items():
+            if getattr(self, name) == default:
+                data.pop(name, None)
+        return data
+
+
+_LATER_KNOBS: dict[str, Any] = {"loss_normalisation": "token", "max_positions": None, "max_flops": None}
 
 
 class ScorerEntry(StrictModel):

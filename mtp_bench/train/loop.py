@@ -2,7 +2,8 @@
 
 It owns the optimiser, schedule, gradient accumulation, loss normalisation, clipping, autocast, throughput
 accounting, evaluation timing and checkpoints; a method only transforms batches and computes loss sums (see
-:mod:`mtp_bench.api`). It knows no method by name, and nothing of MLflow or Ray: it reports through callbacks.
+:mod:`mtp_bench.api`). How sums become the objective (token or sequence means) is :mod:`mtp_bench.train.normalise`;
+how a compute budget becomes a step count is :mod:`mtp_bench.train.budget`. It knows no method by name, and nothing of MLflow or Ray: it reports through callbacks.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
 from mtp_bench.method.protocol import Method
 from mtp_bench.models.device import autocast
 from mtp_bench.suite.models import TrainConfig
+from mtp_bench.train.budget import budget_positions, steps_for_budget
+from mtp_bench.train.normalise import TOKEN, split_sequences, step_denominators, unit_divisors
 from mtp_bench.train.optim import build_optimizer, build_scheduler
 from mtp_bench.train.sharding import local_optimizer_state, scalar, whole_optimizer_state
 
@@ -82,17 +85,6 @@ class LoopCallbacks:
     checkpoint: Callable[[int], None] | None = None
 
 
-def _sum_counts(batches: list[ModelBatch], dist: Distributed, device: torch.device) -> dict[str, float]:
-    names = sorted({name for batch in batches for name in batch.counts})
-    totals = torch.zeros(len(names), dtype=torch.float64, device=device)
-    for batch in batches:
-        for index, name in enumerate(names):
-            if name in batch.counts:
-                totals[index] += torch.as_tensor(batch.counts[name], device=device, dtype=torch.float64)
-    totals = dist.all_reduce_sum(totals)
-    return dict(zip(names, totals.tolist()))
-
-
 class Trainer:
     """Trains ``module`` with ``method`` on micro-batches from ``batches_for_step``.
 
@@ -123,20 +115,23 @@ class Trainer:
         if not self.parameters:
             raise ValueError("nothing to train: no parameter requires a gradient")
         self.n_forward_params = sum(p.numel() for p in module.parameters())
+        budget = budget_positions(cfg, self.n_forward_params)
+        if budget is not None:  # a compute budget: fewer steps, known before the schedule is built
+            self.total_steps = steps_for_budget(self._positions_of_step, budget, total_steps,
+                                                self.dist.all_reduce_sum, device)
         self.optimizer = build_optimizer(self.parameters, cfg)
-        self.scheduler = build_scheduler(self.optimizer, cfg, total_steps)
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
         self.scaler = torch.amp.GradScaler(device.type) if precision == torch.float16 else None
         self.state = LoopState()
 
     # ------------------------------------------------------------------------------------------- one step ----
-    def _generator(self, step: int, micro: int) -> torch.Generator:
-        """Method randomness derived from (seed, step, micro-batch): repeatable, and resumable mid-run. The
-        micro-batch is numbered within the whole step as the step sampler deals them out (``micro x world + rank``),
-        so each example gets the same draws however the step is split across workers and accumulation."""
-        index = micro * self.dist.world_size + self.dist.rank
+    def _generator(self, step: int, index: int, tag: int = 0) -> torch.Generator:
+        """Method randomness derived from (seed, step, unit): repeatable, and resumable mid-run. ``index`` numbers the
+        unit within the whole step as the step sampler deals it out (a micro-batch: ``micro x world + rank``), so
+        each example gets the same draws however the step is split across workers and accumulation."""
         generator = torch.Generator(device=self.device)
-        # the trailing 0 (once the rank) keeps the single-process draws of earlier versions
-        generator.manual_seed(hash((self.seed, step, index, 0)) & 0x7FFF_FFFF_FFFF_FFFF)
+        # the trailing tag (0 for micro-batches, 1 for sequences) keeps the single-process draws of earlier versions
+        generator.manual_seed(hash((self.seed, step, index, tag)) & 0x7FFF_FFFF_FFFF_FFFF)
         return generator
 
     def _sync_context(self, last_micro: bool):
@@ -147,39 +142,62 @@ class Trainer:
             return contextlib.nullcontext()
         return no_sync()
 
+    def _units(self, step: int, batches: list[TokenBatch]) -> list[tuple[TokenBatch, torch.Generator]]:
+        """What the method transforms, with its randomness: each micro-batch (``token`` normalisation) or each of
+        its sequences (``sequence``; numbered by their place in the whole step, as the step sampler deals them out,
+        so the draws do not depend on accumulation or the number of workers)."""
+        if self.cfg.loss_normalisation == TOKEN:
+            return [(batch, self._generator(step, micro * self.dist.world_size + self.dist.rank))
+                    for micro, batch in enumerate(batches)]
+        units = []
+        for micro, batch in enumerate(batches):
+            first = (micro * self.dist.world_size + self.dist.rank) * self.cfg.batch_size
+            units += [(row, self._generator(step, first + index, tag=1))
+                      for index, row in enumerate(split_sequences(batch))]
+        return units
+
+    @torch.no_grad()
+    def _positions_of_step(self, step: int) -> int:
+        """Positions this rank's model will process at ``step`` (for a compute budget)."""
+        return sum(self.method.transform(batch.to(self.device), generator).n_tokens
+                   for batch, generator in self._units(step, self.batches_for_step(step)))
+
     def train_step(self, step: int) -> dict[str, float]:
         self.module.train()
         token_batches = self.batches_for_step(step)
-        micro_batches = [
-            self.method.transform(batch.to(self.device), self._generator(step, i))
-            for i, batch in enumerate(token_batches)
-        ]
-        counts = _sum_counts(micro_batches, self.dist, self.device)
+        mode = self.cfg.loss_normalisation
+        units = [self.method.transform(batch.to(self.device), generator)
+                 for batch, generator in self._units(step, token_batches)]
+        denominators = step_denominators(units, mode, self.dist.all_reduce_sum, self.device)
         sums: dict[str, float] = {}
         weights: dict[str, float] = {}
-        for index, batch in enumerate(micro_batches):
-            with self._sync_context(index == len(micro_batches) - 1):
+        for index, unit in enumerate(units):
+            divisors = unit_divisors(unit, mode)
+            with self._sync_context(index == len(units) - 1):
                 with autocast(self.device, self.precision):
-                    output = self.method_loss(batch)
+                    output = self.method_loss(unit)
                 weights = output.weights
-                objective = self._objective(output, counts)
+                objective = self._objective(output, divisors, denominators)
                 if not torch.isfinite(objective):
-                    raise NonFiniteLossError(f"non-finite loss at step {step + 1}: {self._describe(output, counts)}")
+                    raise NonFiniteLossError(
+                        f"non-finite loss at step {step + 1}: {self._describe(output, divisors, denominators)}")
                 scaled = objective * self.dist.world_size  # DDP and FSDP average gradients over ranks; we want the sum
                 (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             for name, value in output.sums.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
+                sums[name] = sums.get(name, 0.0) + float(value.detach()) / divisors.get(name, 1.0)
         grad_norm = self._optimizer_step()
         real_tokens = sum(batch.n_real_tokens for batch in token_batches)
-        return self._step_metrics(micro_batches, real_tokens, sums, counts, weights, grad_norm)
+        return self._step_metrics(units, real_tokens, sums, denominators, weights, grad_norm)
 
     def method_loss(self, batch: ModelBatch) -> LossOutput:
         sums = self.forward_module(batch)
         return LossOutput(sums=sums, weights=self.module.last_weights)
 
-    def _objective(self, output: LossOutput, counts: dict[str, float]) -> Tensor:
+    @staticmethod
+    def _objective(output: LossOutput, divisors: dict[str, float], denominators: dict[str, float]) -> Tensor:
+        """This unit's share of the step's objective (see :mod:`mtp_bench.train.normalise`)."""
         terms = [
-            weight * output.sums[name] / max(counts.get(name, 0.0), 1.0)
+            weight * output.sums[name] / divisors.get(name, 1.0) / max(denominators.get(name, 0.0), 1.0)
             for name, weight in output.weights.items()
             if weight != 0.0 and name in output.sums
         ]
@@ -188,8 +206,9 @@ class Trainer:
         return torch.stack([t.float() for t in terms]).sum()
 
     @staticmethod
-    def _describe(output: LossOutput, counts: dict[str, float]) -> str:
-        parts = [f"{name}={float(value.detach()) / max(counts.get(name, 0.0), 1.0):.4g}" for name, value in output.sums.items()]
+    def _describe(output: LossOutput, divisors: dict[str, float], denominators: dict[str, float]) -> str:
+        parts = [f"{name}={float(value.detach()) / divisors.get(name, 1.0) / max(denominators.get(name, 0.0), 1.0):.4g}"
+                 for name, value in output.sums.items()]
         return ", ".join(parts)
 
     def _optimizer_step(self) -> float:
@@ -206,11 +225,12 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return grad_norm
 
-    def _step_metrics(self, batches, real_tokens, sums, counts, weights, grad_norm) -> dict[str, float]:
+    def _step_metrics(self, batches, real_tokens, sums, denominators, weights, grad_norm) -> dict[str, float]:
         # Loss sums are reduced across ranks only for logging; gradients were already synced by the wrapper.
         names = sorted(sums)
         reduced = self.dist.all_reduce_sum(torch.tensor([sums[n] for n in names], dtype=torch.float64)).tolist()
-        metrics = {f"train/{name}": value / max(counts.get(name, 0.0), 1.0) for name, value in zip(names, reduced)}
+        metrics = {f"train/{name}": value / max(denominators.get(name, 0.0), 1.0)
+                   for name, value in zip(names, reduced)}
         metrics["train/loss"] = sum(w * metrics.get(f"train/{n}", 0.0) for n, w in weights.items())
         sizes = torch.tensor(
             [sum(b.n_tokens for b in batches), real_tokens],

@@ -104,9 +104,10 @@ def run_trial(
             runner.tracker.log_text(run_id, yaml.safe_dump(trial.model_dump(mode="json"), sort_keys=False),
                                     "trial.yaml")
     runner.log({"data/train_examples": len(items), "data/dropped_overlength": prepared.train_data.dropped,
-                "data/truncated": prepared.train_data.truncated, "train/total_steps": total}, 0)
+                "data/truncated": prepared.train_data.truncated, "train/total_steps": trainer.total_steps}, 0)
 
-    bar = _progress_bar(total, trainer.state.step, trial.label) if runner.progress else None
+    # trainer.total_steps, not total: a compute budget (train.max_positions / max_flops) may end training sooner
+    bar = _progress_bar(trainer.total_steps, trainer.state.step, trial.label) if runner.progress else None
     callbacks = LoopCallbacks(log=runner.log, evaluate=runner.periodic_evaluation,
                               checkpoint=lambda step: runner.checkpoint(step, trainer))
     try:
