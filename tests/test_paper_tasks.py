@@ -82,6 +82,18 @@ def test_aqua_local_copy_without_train_split_says_what_to_do() -> None:
         AquaRatParams(path=str(folder))
 
 
+def test_local_file_check_names_the_missing_defaults_and_the_dev_advice(tmp_path: Path) -> None:
+    """A ``train_file`` that fails its own check is looked for under its default name (not as ""), so the path error
+    still names both missing files and, for tasks that ship a dev split, how to train on it; SAMSum has no advice."""
+    with pytest.raises(ValidationError) as caught:
+        DialogSumParams(path=str(tmp_path), train_file=["not", "a", "name"])
+    assert "lacks dialogsum.train.jsonl, dialogsum.test.jsonl; a copy without a training split can train on its " \
+           "dev split: train_file: dialogsum.dev.jsonl" in str(caught.value)
+    with pytest.raises(ValidationError, match=r"lacks train\.jsonl, test\.jsonl \["):
+        SAMSumParams(source="local", path=str(tmp_path))
+    assert SAMSumParams(path=str(tmp_path / "absent")).path is not None  # hub source: the folder is not checked
+
+
 def test_aqua_malformed_files_name_file_and_line(tmp_path: Path) -> None:
     good = {"question": "q", "options": ["A)1", "B)2", "C)3", "D)4", "E)5"], "rationale": "r", "correct": "B"}
     write_jsonl(tmp_path / "test.json", [good])

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import logging
 import re
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from mtp_bench.data.hub import check_local_files, count_local, local_hint, stream_rows
+from mtp_bench.data.hub import check_split_files, hub_split, local_hint, preflight_local, split_file, stream_rows
 from mtp_bench.data.tasks import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -88,11 +87,7 @@ class AquaRatParams(BaseModel):
     @field_validator("path")
     @classmethod
     def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("source") != "local":
-            return path
-        files = [info.data.get("train_file", "train.json"), info.data.get("test_file", "test.json")]
-        advice = "; a copy without a training split can train on its dev split: train_file: dev.json"
-        return check_local_files(path, files, advice if "train.json" in files else "")
+        return check_split_files(cls, path, info.data, dev_file="dev.json")
 
 
 class AquaRat:
@@ -109,26 +104,17 @@ class AquaRat:
         self.params = params
 
     def preflight(self) -> int | None:
-        """Read and check both local files as the trials will (file:line on the first bad row; neither empty); the
-        hub is not reached before trials start."""
-        p = self.params
-        if p.source != "local":
-            return None
-        assert p.path is not None
-        count_local(self.records("test"), Path(p.path) / p.test_file)
-        return count_local(self.records("train"), Path(p.path) / p.train_file)
+        return preflight_local(self.params, self.records)
 
     def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
         p = self.params
         if p.source == "local":
-            assert p.path is not None
-            name = p.train_file if split == "train" else p.test_file
-            rows = read_jsonl(Path(p.path) / name, required=("question", "rationale", "correct"), check=check_row)
+            rows = read_jsonl(split_file(p, split), required=("question", "rationale", "correct"), check=check_row)
         else:
-            hub_split = p.hub_train_split if split == "train" else "test"
+            chosen = hub_split(p, split)
             hint = local_hint(self.name, "a directory with train.json and test.json (AQuA-RAT's original files)")
             rows, skipped = [], []
-            for index, row in enumerate(stream_rows(p.hub_id, p.hub_config, hub_split, hint)):
+            for index, row in enumerate(stream_rows(p.hub_id, p.hub_config, chosen, hint)):
                 try:
                     check_row(row)
                 except ValueError as exc:
@@ -136,6 +122,6 @@ class AquaRat:
                     continue
                 rows.append(row)
             if skipped:  # a few malformed rows in a 97K crowd-sourced split should not stop a run, but are reported
-                log.warning("%s %s: skipped %d malformed row(s), first: %s", p.hub_id, hub_split, len(skipped),
+                log.warning("%s %s: skipped %d malformed row(s), first: %s", p.hub_id, chosen, len(skipped),
                             skipped[0])
         return [to_record(row) for row in rows]

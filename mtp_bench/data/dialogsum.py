@@ -13,14 +13,12 @@ Read that copy where it is: its licence does not let it be copied into this repo
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from mtp_bench.data import summaries
-from mtp_bench.data.hub import check_local_files, count_local, local_hint, stream_rows
-from mtp_bench.data.tasks import read_jsonl
+from mtp_bench.data.hub import check_split_files, preflight_local
 
 REFERENCE_FIELDS = ("summary", "summary1", "summary2", "summary3")
 
@@ -51,11 +49,7 @@ class DialogSumParams(BaseModel):
     @field_validator("path")
     @classmethod
     def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("source") != "local":
-            return path
-        files = [info.data.get("train_file", ""), info.data.get("test_file", "")]
-        advice = "; a copy without a training split can train on its dev split: train_file: dialogsum.dev.jsonl"
-        return check_local_files(path, files, advice if "dialogsum.train.jsonl" in files else "")
+        return check_split_files(cls, path, info.data, dev_file="dialogsum.dev.jsonl")
 
 
 class DialogSum:
@@ -72,30 +66,9 @@ class DialogSum:
         self.params = params
 
     def preflight(self) -> int | None:
-        """Read and check both local files as the trials will (file:line on the first bad row; neither empty); the
-        hub is not reached before trials start."""
-        p = self.params
-        if p.source != "local":
-            return None
-        assert p.path is not None
-        count_local(self.records("test"), Path(p.path) / p.test_file)
-        return count_local(self.records("train"), Path(p.path) / p.train_file)
+        return preflight_local(self.params, self.records)
 
     def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
-        p = self.params
-        if p.source == "local":
-            assert p.path is not None
-            path = Path(p.path) / (p.train_file if split == "train" else p.test_file)
-            rows = read_jsonl(path, required=("dialogue",), check=summaries.check_has_summary(REFERENCE_FIELDS))
-            source = str(path)
-        else:
-            source = f"{p.hub_id} {split}"
-            hub_split = p.hub_train_split if split == "train" else "test"
-            hint = local_hint(self.name, "a directory with dialogsum.train.jsonl and dialogsum.test.jsonl")
-            rows = list(stream_rows(p.hub_id, None, hub_split, hint))
-        records = [
-            summaries.summary_record(row["dialogue"], summaries.references_of(row, REFERENCE_FIELDS),
-                                     f"{source} row {index}")
-            for index, row in enumerate(rows)
-        ]
+        records = summaries.read_records(self.params, split, self.name, REFERENCE_FIELDS, ("dialogue",),
+                                         "a directory with dialogsum.train.jsonl and dialogsum.test.jsonl")
         return summaries.merge_repeated_dialogues(records) if split == "test" else records

@@ -8,7 +8,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from mtp_bench.data.tasks import DataError, read_jsonl, shown_path
+from mtp_bench.data.hub import check_local_files
+from mtp_bench.data.tasks import DataError, read_jsonl
 
 FINAL_ANSWER_MARK = "####"
 
@@ -41,17 +42,7 @@ class GSM8KParams(BaseModel):
     def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("source") != "local":
             return path
-        if not path:
-            raise ValueError("source is local but no path is given")
-        directory = Path(path)
-        if not directory.exists():
-            raise ValueError(f"data directory {shown_path(path)}")
-        if not directory.is_dir():
-            raise ValueError(f"data directory {shown_path(path)} is not a directory")
-        missing = [name for name in ("train.jsonl", "test.jsonl") if not (directory / name).is_file()]
-        if missing:
-            raise ValueError(f"data directory {shown_path(path)} lacks {', '.join(missing)}")
-        return path
+        return check_local_files(path, ["train.jsonl", "test.jsonl"])
 
 
 class GSM8K:

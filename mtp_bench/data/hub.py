@@ -3,14 +3,18 @@
 Every hub loader of the paper's text tasks goes through :func:`stream_rows`: the dataset is opened with
 ``streaming=True`` (rows arrive one at a time; a 5M-row split is never materialised), and a hub that cannot be
 reached — no network, a wrong id, a gated set without a login — becomes one :class:`DataError` that says so and
-names the local alternative. :func:`check_local_files` is the shared ``source: local`` check of the tasks' Params.
+names the local alternative. :func:`check_local_files` is the shared ``source: local`` check of the tasks' Params;
+:func:`split_file`, :func:`hub_split` and :func:`preflight_local` are the split choices and preflight of the tasks
+whose Params name a ``train_file`` / ``test_file`` pair (AQuA-RAT, DialogSum, SAMSum).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel
 
 from mtp_bench.data.tasks import DataError, shown_path
 
@@ -60,3 +64,50 @@ def count_local(rows: list[dict[str, Any]], where: Path | str) -> int:
         raise DataError(f"{where}: no examples (the file is empty, or no row passes the task's filter)")
     return len(rows)
 
+
+
+def check_split_files(params_cls: type[BaseModel], path: str | None, data: dict[str, Any],
+                      dev_file: str | None = None) -> str | None:
+    """The ``path`` validator of Params with a ``train_file`` / ``test_file`` pair: with ``source: local`` both
+    files must be in ``path`` (a field that failed its own check counts as its default). ``dev_file``: a copy that
+    lacks the default training file is told it can train on this one instead."""
+    if data.get("source") != "local":
+        return path
+    defaults = {name: params_cls.model_fields[name].default for name in ("train_file", "test_file")}
+    files = [data.get(name, default) for name, default in defaults.items()]
+    advice = ""
+    if dev_file and defaults["train_file"] in files:
+        advice = f"; a copy without a training split can train on its dev split: train_file: {dev_file}"
+    return check_local_files(path, files, advice)
+
+
+class SplitFiles(Protocol):
+    """The Params fields of a task read from a local train/test file pair or from a hub split. Each task's Params
+    declares them itself, with its own defaults and docs (no Params inheritance), so those declarations look alike."""
+
+    source: Literal["local", "hub"]
+    path: str | None
+    train_file: str
+    test_file: str
+    hub_train_split: Literal["train", "validation"]
+
+
+def split_file(params: SplitFiles, split: Literal["train", "test"]) -> Path:
+    """The local file that plays ``split`` (``source: local``; the Params validator made sure it exists)."""
+    assert params.path is not None
+    return Path(params.path) / (params.train_file if split == "train" else params.test_file)
+
+
+def hub_split(params: SplitFiles, split: Literal["train", "test"]) -> str:
+    """The hub split that plays ``split``: the configured training split, or ``test``."""
+    return params.hub_train_split if split == "train" else "test"
+
+
+def preflight_local(params: SplitFiles,
+                    records: Callable[[Literal["train", "test"]], list[dict[str, Any]]]) -> int | None:
+    """A task's ``preflight``: both local files read and checked as the trials will (file:line on the first bad row;
+    neither empty), returning the training count; the hub is not reached before trials start (None)."""
+    if params.source != "local":
+        return None
+    count_local(records("test"), split_file(params, "test"))
+    return count_local(records("train"), split_file(params, "train"))

@@ -7,14 +7,12 @@ to exactly this with ``datasets``' ``to_json``). Line ends are normalised (SAMSu
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from mtp_bench.data import summaries
-from mtp_bench.data.hub import check_local_files, count_local, local_hint, stream_rows
-from mtp_bench.data.tasks import read_jsonl
+from mtp_bench.data.hub import check_split_files, preflight_local
 
 
 class SAMSumParams(BaseModel):
@@ -42,9 +40,7 @@ class SAMSumParams(BaseModel):
     @field_validator("path")
     @classmethod
     def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
-        if info.data.get("source") != "local":
-            return path
-        return check_local_files(path, [info.data.get("train_file", ""), info.data.get("test_file", "")])
+        return check_split_files(cls, path, info.data)
 
 
 class SAMSum:
@@ -60,30 +56,13 @@ class SAMSum:
         self.params = params
 
     def preflight(self) -> int | None:
-        """Read and check both local files as the trials will (file:line on the first bad row; neither empty); the
-        hub is not reached before trials start."""
-        p = self.params
-        if p.source != "local":
-            return None
-        assert p.path is not None
-        count_local(self.records("test"), Path(p.path) / p.test_file)
-        return count_local(self.records("train"), Path(p.path) / p.train_file)
+        return preflight_local(self.params, self.records)
 
     def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
-        p = self.params
-        if p.source == "local":
-            assert p.path is not None
-            path = Path(p.path) / (p.train_file if split == "train" else p.test_file)
-            rows = read_jsonl(path, required=("dialogue", "summary"), check=summaries.check_has_summary(("summary",)))
-            source = str(path)
-        else:
-            source = f"{p.hub_id} {split}"
-            hub_split = p.hub_train_split if split == "train" else "test"
-            rows = list(stream_rows(p.hub_id, None, hub_split,
-                                    local_hint(self.name, "a directory with train.jsonl and test.jsonl")))
         # A few SAMSum dialogues are empty; they teach nothing and cannot be summarised, so they are left out.
-        return [
-            summaries.summary_record(row["dialogue"], summaries.references_of(row, ("summary",)), f"{source} row {i}")
-            for i, row in enumerate(rows)
-            if isinstance(row.get("dialogue"), str) and row["dialogue"].strip()
-        ]
+        return summaries.read_records(self.params, split, self.name, ("summary",), ("dialogue", "summary"),
+                                      "a directory with train.jsonl and test.jsonl", keep=_has_dialogue)
+
+
+def _has_dialogue(row: dict[str, Any]) -> bool:
+    return isinstance(row.get("dialogue"), str) and bool(row["dialogue"].strip())

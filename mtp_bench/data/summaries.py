@@ -1,11 +1,14 @@
-"""What the dialogue-summarisation tasks (DialogSum, SAMSum) share: the prompt, the record shape with a list of
-reference summaries, and the merging of hub rows that repeat one dialogue once per reference."""
+"""What the dialogue-summarisation tasks (DialogSum, SAMSum) share: the prompt, reading a split (local file or hub)
+into records with a list of reference summaries, and the merging of hub rows that repeat one dialogue once per
+reference."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
-from mtp_bench.data.tasks import DataError
+from mtp_bench.data.hub import SplitFiles, hub_split, local_hint, split_file, stream_rows
+from mtp_bench.data.tasks import DataError, read_jsonl
 
 PROMPT_TEMPLATE = "Summarize the following dialogue.\n\n{dialogue}\n\nSummary:"
 ANSWER_TEMPLATE = " {summary}"  # the first reference is the training target; scorers see them all
@@ -45,3 +48,26 @@ def check_has_summary(fields: tuple[str, ...]):
             raise ValueError(f"no reference summary (expected one of the fields {', '.join(fields)})")
 
     return check
+
+
+class SummarySource(SplitFiles, Protocol):
+    """The Params fields :func:`read_records` reads: the local file pair or the hub split, and the hub id."""
+
+    hub_id: str
+
+
+def read_records(params: SummarySource, split: Literal["train", "test"], task: str, fields: tuple[str, ...],
+                 required: tuple[str, ...], files_hint: str,
+                 keep: Callable[[dict[str, Any]], bool] = lambda row: True) -> list[dict[str, Any]]:
+    """The records of one split, in row order: the local file (each line needs ``required`` and one of the reference
+    ``fields``) or the hub split, streamed (a failure ends with ``files_hint``, the local alternative). Rows that
+    ``keep`` refuses are left out; a kept row without a reference is a DataError naming its source and row."""
+    if params.source == "local":
+        path = split_file(params, split)
+        rows = read_jsonl(path, required=required, check=check_has_summary(fields))
+        source = str(path)
+    else:
+        source = f"{params.hub_id} {split}"
+        rows = list(stream_rows(params.hub_id, None, hub_split(params, split), local_hint(task, files_hint)))
+    return [summary_record(row["dialogue"], references_of(row, fields), f"{source} row {index}")
+            for index, row in enumerate(rows) if keep(row)]

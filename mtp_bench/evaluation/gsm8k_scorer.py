@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 from mtp_bench.data.tasks import Example
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each
+from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each, two_way_row
 from mtp_bench.evaluation.scorer_params import ExactMatchParams, GSM8KScorerParams
 
 # A number as people and models write it: an optional sign and "$" (either order, spaces allowed), then digits in
@@ -88,19 +88,8 @@ class GSM8KExactMatch:
     @staticmethod
     def judge(index: int, example: Example, completion: str) -> dict[str, Any]:
         gold = normalize_number(str(example.record["gold"]))
-        strict, flexible = strict_answer(completion), flexible_answer(completion)
-        strict_ok = gold is not None and strict == gold
-        flexible_ok = gold is not None and flexible == gold
-        return {
-            "index": index,
-            "question": example.record.get("question", example.prompt),
-            "completion": completion,
-            "gold": gold,
-            "prediction": strict,
-            "prediction_flexible": flexible,
-            "correct": strict_ok,
-            "scores": {"exact_match": strict_ok, "exact_match_flexible": flexible_ok},
-        }
+        return two_way_row(index, example, completion, gold, (strict_answer(completion), flexible_answer(completion)),
+                           METRICS)
 
 
 class AnswerExactMatch:

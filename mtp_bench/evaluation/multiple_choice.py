@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from mtp_bench.data.tasks import Example
 from mtp_bench.evaluation.paper_scorer_params import MultipleChoiceParams
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each
+from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each, two_way_row
 
 METRICS = ("accuracy", "accuracy_flexible")
 
@@ -56,14 +56,5 @@ class MultipleChoice:
     def judge(self, index: int, example: Example, completion: str) -> dict[str, Any]:
         letters = self.params.letters
         gold = str(example.record["gold"]).strip()
-        strict, flexible = strict_letter(completion, letters), flexible_letter(completion, letters)
-        return {
-            "index": index,
-            "question": example.record.get("question", example.prompt),
-            "completion": completion,
-            "gold": gold,
-            "prediction": strict,
-            "prediction_flexible": flexible,
-            "correct": strict == gold,
-            "scores": {"accuracy": strict == gold, "accuracy_flexible": flexible == gold},
-        }
+        read = (strict_letter(completion, letters), flexible_letter(completion, letters))
+        return two_way_row(index, example, completion, gold, read, METRICS)

@@ -92,3 +92,22 @@ def score_each(context: EvalContext, examples: list[Example], max_new_tokens: in
     samples = [judge(index, example, completion)
                for index, (example, completion) in enumerate(zip(examples, completions))]
     return ScoreResult(metrics=mean_scores(samples, metrics), samples=samples)
+
+
+def two_way_row(index: int, example: Example, completion: str, gold: str | None, read: tuple[str | None, str | None],
+                metrics: tuple[str, str]) -> dict[str, Any]:
+    """The per-sample row of a scorer that reads one answer two ways, strict then flexible (GSM8K's number,
+    AQuA's letter): ``correct`` is the strict verdict, ``scores`` holds both under ``metrics`` (strict name first).
+    A missing gold (None) matches nothing."""
+    strict, flexible = read
+    strict_ok, flexible_ok = gold is not None and strict == gold, gold is not None and flexible == gold
+    return {
+        "index": index,
+        "question": example.record.get("question", example.prompt),
+        "completion": completion,
+        "gold": gold,
+        "prediction": strict,
+        "prediction_flexible": flexible,
+        "correct": strict_ok,
+        "scores": {metrics[0]: strict_ok, metrics[1]: flexible_ok},
+    }

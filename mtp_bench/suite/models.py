@@ -1,11 +1,8 @@
 """Suite configuration: the suite and the trial (one grid cell), built from the sections in
 :mod:`mtp_bench.suite.sections` (re-exported here). Every field is documented where it is declared.
 
-A suite names a model, data, the methods to compare, training and evaluation settings, a grid, tracking and
-resources. Plugin-owned settings (``methods[].params``, ``data.params``, ``evaluation.scorers[].params``) are
-validated by the plugin's own ``Params`` model; see :mod:`mtp_bench.suite.load`.
-
-This module imports neither torch nor ray nor mlflow, so that ``--help`` and validation stay fast.
+What a suite names and which settings plugins own: see :mod:`mtp_bench.suite.sections`. Like the sections, this
+module imports neither torch nor ray nor mlflow, so that ``--help`` and validation stay fast.
 """
 
 from __future__ import annotations

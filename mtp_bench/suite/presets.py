@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 # name -> (model_type, config fields). The vocabulary and special-token ids come from the trained tokenizer.
+# Each entry spells out all its fields on purpose (the table is data, read one preset at a time), so entries look alike.
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "tiny-llama": (
         "llama",
