@@ -155,9 +155,9 @@ class Medusa:
 
 
 class MedusaDrafter:
-    """Self-speculative drafting with Medusa heads (a :class:`mtp_bench.method.protocol.Drafter`, greedy top-1 drafts, no
-    tree): the verifier's forward records the final hidden states; head i drafts x_{t+i+1} from the last accepted
-    position."""
+    """Self-speculative drafting with Medusa heads (a :class:`mtp_bench.method.protocol.Drafter`, greedy top-1
+    drafts, no tree): the verifier's forward records the final hidden states; head i drafts x_{t+i+1} from the last
+    accepted position."""
 
     def __init__(self, model: nn.Module, heads: list[MedusaHead]):
         self.model, self.heads, self.max_drafts = model, heads, len(heads)

@@ -115,9 +115,9 @@ class MultiTokenHeads:
 
 
 class HeadsDrafter:
-    """Self-speculative drafting with the extra heads (a :class:`mtp_bench.method.protocol.Drafter`): every verifier forward
-    also runs each head's layer on the last layer's input (each head keeps its own KV cache); after acceptance,
-    head i drafts x_{t+i} from the last accepted position."""
+    """Self-speculative drafting with the extra heads (a :class:`mtp_bench.method.protocol.Drafter`): every verifier
+    forward also runs each head's layer on the last layer's input (each head keeps its own KV cache); after
+    acceptance, head i drafts x_{t+i} from the last accepted position."""
 
     def __init__(self, model: nn.Module, blocks: list[nn.Module]):
         self.model, self.blocks, self.max_drafts = model, blocks, len(blocks)

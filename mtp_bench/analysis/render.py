@@ -21,7 +21,8 @@ INTERVAL_SHORT = {stats.TWO_LEVEL: "2-level", stats.SEED_BOOTSTRAP: "seed-boot",
 METHODS_TEXT = (
     "**How to read this.** The seed is the unit: each seed is a separately trained model. *mean [95% CI]*: mean "
     "over seeds; the interval is over seeds — a percentile bootstrap over seeds for bounded metrics (accuracies, "
-    "rates: it stays inside [0, 1]; losses and costs: never below 0), a Student-t interval otherwise; one seed has no interval, two seeds show "
+    "rates: it stays inside [0, 1]; losses and costs: never below 0), a Student-t interval otherwise; one seed has "
+    "no interval, two seeds show "
     "both values and no interval. *Δ*: method minus baseline, seed s against seed s, mean of the per-seed "
     "differences; its interval (column *interval*) is a two-level bootstrap (seeds, and test questions shared by "
     "every seed) where per-question outcomes were logged and there are at least 3 seeds, else a seed bootstrap "

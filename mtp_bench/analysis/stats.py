@@ -3,8 +3,8 @@ model; questions answered by one model are not independent replications of the t
 
 Per method and metric (:func:`summarise`): the mean over seeds and a 95% interval over seeds — a percentile
 bootstrap over seeds for bounded metrics (proportions in [0, 1], and non-negative quantities such as losses, costs
-and times: the interval stays in range), Student-t otherwise. One seed: no interval; two seeds: both values and no interval (two seeds give no useful interval); seeds
-that all agree: a note, never a silent zero-width interval.
+and times: the interval stays in range), Student-t otherwise. One seed: no interval; two seeds: both values and no
+interval (two seeds give no useful interval); seeds that all agree: a note, never a silent zero-width interval.
 
 Method against baseline (:func:`compare_seeds`), seed s paired with seed s:
 

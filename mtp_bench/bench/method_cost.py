@@ -193,7 +193,8 @@ def _reading(tiny: Measured, wide: Measured, cpu_clock: bool) -> str:
             t, w = _ratios(tiny, key, cpu_clock), _ratios(wide, key, cpu_clock)
             parts.append(
                 f"MuToR ({setting}) at the realistic width takes {w['cpu']:.2f}× NTP's step time{clock} for "
-                f"{w['positions']:.2f}× the positions ({w['padded']:.2f}× once padded, {w['flops']:.2f}× the FLOPs): "
+                f"{w['positions']:.2f}× the positions ({w['padded']:.2f}× once padded, "
+                f"{w['flops']:.2f}× the FLOPs): "
                 f"time per position {_verdict(w['cpu'] / w['positions'], TIME_PER_POSITION_GOAL)}; memory growth "
                 f"per position {_verdict(w['growth'] / w['positions'], MEMORY_PER_POSITION_GOAL)} (tiny model: "
                 f"{t['cpu']:.2f}× for {t['positions']:.2f}×)")

@@ -4,8 +4,9 @@ Each verifier step feeds the pending token (the verifier's own previous predicti
 drafts; the longest prefix of drafts that equals the verifier's arg-max is accepted, plus the verifier's token after
 it, and the KV cache is cropped back to the accepted length. The output is therefore *identical* to plain greedy
 decoding — the drafts only change how many tokens one forward yields. The decoder knows drafters only through
-:class:`mtp_bench.method.protocol.Drafter` (heads, DeepSeek modules, MuToR registers alike). Batch size 1: rows of a batch would
-accept different numbers of drafts, and ragged caches are not worth their complexity for a measurement.
+:class:`mtp_bench.method.protocol.Drafter` (heads, DeepSeek modules, MuToR registers alike). Batch size 1: rows of
+a batch would accept different numbers of drafts, and ragged caches are not worth their complexity for a
+measurement.
 
 Statistics, over the verifier steps after the prompt prefill:
 - ``acceptance/h{k}``: fraction of steps that proposed a draft for x_{t+k} (k >= 2) in which it was accepted (greedy

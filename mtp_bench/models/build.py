@@ -51,7 +51,8 @@ def build_model(cfg: ModelConfig, tokenizer: Any, *, from_scratch: bool, seed: i
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = AutoModelForCausalLM.from_config(
-                config, dtype=dtype, attn_implementation=cfg.attn_implementation, trust_remote_code=cfg.trust_remote_code
+                config, dtype=dtype, attn_implementation=cfg.attn_implementation,
+                trust_remote_code=cfg.trust_remote_code,
             )
     else:
         model = AutoModelForCausalLM.from_pretrained(

@@ -2,8 +2,9 @@
 
 It owns the optimiser, schedule, gradient accumulation, loss normalisation, clipping, autocast, throughput
 accounting, evaluation timing and checkpoints; a method only transforms batches and computes loss sums (see
-:mod:`mtp_bench.api`). How sums become the objective (token or sequence means) is :mod:`mtp_bench.train.normalise`;
-how a compute budget becomes a step count is :mod:`mtp_bench.train.budget`. It knows no method by name, and nothing of MLflow or Ray: it reports through callbacks.
+:mod:`mtp_bench.method.protocol`). How sums become the objective (token or sequence means) is
+:mod:`mtp_bench.train.normalise`; how a compute budget becomes a step count is :mod:`mtp_bench.train.budget`. It
+knows no method by name, and nothing of MLflow or Ray: it reports through callbacks.
 """
 
 from __future__ import annotations
