@@ -6,11 +6,12 @@ Statistics: per method, the mean over seeds with a 95% percentile bootstrap inte
 it never goes below 0) when every seed reached the threshold (none for one or two seeds; otherwise the mean with
 unreached seeds counted at their last evaluation, shown as a lower bound "≥"); against the baseline, seed s with
 seed s: the mean paired difference with a t-interval over the seeds where both reached it, and an exact two-sided
-sign test over the seeds whose order is known. A seed where only one side reached the threshold counts for that side only when its value is at or below the other side's bound (its value at
-its last evaluation): in steps it always is; in tokens or FLOPs, a method processing more positions per step can
-reach it at the baseline's last step having used more than the baseline had by then (undecided, left out of the
-test). With 5 seeds the smallest possible sign-test p is 0.0625: it cannot reach 0.05. Final metrics
-(``--seed-paired``) use :func:`mtp_bench.analysis.stats.compare_seeds`, as ``mtp-bench compare`` does.
+sign test over the seeds whose order is known. A seed where only one side reached the threshold counts for that side
+only when its value is at or below the other side's bound (its value at its last evaluation): in steps it always is;
+in tokens or FLOPs, a method processing more positions per step can reach it at the baseline's last step having used
+more than the baseline had by then (undecided, left out of the test). With 5 seeds the smallest possible sign-test p
+is 0.0625: it cannot reach 0.05. Final metrics (``--seed-paired``) use
+:func:`mtp_bench.analysis.stats.compare_seeds`, as ``mtp-bench compare`` does.
 
     mtp-bench steps suites/arithmetic.yaml --threshold 0.5 --threshold 0.9 --output results/arithmetic/steps.md
     mtp-bench steps suites/star_graph_search.yaml --no-steps \\
