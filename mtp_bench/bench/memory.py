@@ -91,7 +91,7 @@ def _preload(job: dict[str, Any]) -> None:
     import importlib
 
     from mtp_bench import registry
-    from mtp_bench.models.presets import PRESETS
+    from mtp_bench.suite.presets import PRESETS
 
     document = job["document"]
     registry.load_method(document["method"]["name"])

@@ -58,7 +58,7 @@ def sizes_for(quick: bool, model: str | None) -> Sizes:
     sizes = QUICK if quick else FULL
     if model is None:
         return sizes
-    from mtp_bench.models.presets import PRESETS
+    from mtp_bench.suite.presets import PRESETS
 
     section = {"preset": model, "tokenizer_vocab_size": sizes.model.get("tokenizer_vocab_size", 512)} \
         if model in PRESETS else {"pretrained": model}

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mtp_bench.suite.presets import DESCRIPTIONS, PRESETS
-
-__all__ = ["DESCRIPTIONS", "PRESETS", "preset_config"]
+from mtp_bench.suite.presets import PRESETS
 
 
 def preset_config(name: str, vocab_size: int, eos_id: int, pad_id: int, overrides: dict[str, Any]) -> Any:

@@ -85,7 +85,7 @@ def preload(trial: TrialConfig) -> None:
         except Exception:  # noqa: BLE001, S112 - reported by the trial itself
             continue
     if trial.model.preset is not None:
-        from mtp_bench.models.presets import PRESETS
+        from mtp_bench.suite.presets import PRESETS
 
         model_type = PRESETS.get(trial.model.preset, (None,))[0]
         if model_type:
