@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import re
 
-CHECKPOINTS = ("last", "best", "best_on_test")
+from mtp_bench.suite.reference import CHECKPOINTS  # one list of checkpoint prefixes, declared with the suite schema
+
 CHECKPOINT_LABELS = {"last": "last checkpoint", "best": "best on validation",
                      "best_on_test": "best on TEST split (paper protocol; optimistic)"}
 CHECKPOINT_SHORT = {"last": "last", "best": "best", "best_on_test": "TEST-sel."}
