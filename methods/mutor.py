@@ -47,6 +47,7 @@ from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
 from mtp_bench.method.decoding import cache_keyword, custom_attention
 from mtp_bench.method.protocol import MethodContext
 from mtp_bench.method.targets import count_targets, shifted_targets, target_loss
+from mtp_bench.methods.mutor_grid import grid_registers
 from mtp_bench.methods.mutor_layout import RegisterLayout, place_registers, register_forward_inputs, select_registers
 from mtp_bench.methods.params import MuToRParams
 
@@ -89,7 +90,23 @@ class MuToR:
 
     @property
     def offsets(self) -> range:
+        """Layout 1d: the offsets d. Layout 2d: the indices of ``params.grid_offsets()``."""
+        if self.params.layout == "2d":
+            return range(len(self.params.grid_offsets()))
         return range(self.params.d_min, self.params.d_max + 1)
+
+    @property
+    def horizons(self) -> list[tuple[str, int]]:
+        """(metric suffix, offset key) of each offset: ``h{d}`` with key d (1d), ``h{dy}_{dx}`` with key its index in
+        ``grid_offsets()`` (2d; e.g. ``h1_-1`` for one row down, one column left)."""
+        if self.params.layout == "2d":
+            return [(f"h{dy}_{dx}", i) for i, (dy, dx) in enumerate(self.params.grid_offsets())]
+        return [(f"h{d}", d) for d in self.offsets]
+
+    @property
+    def offset_key(self) -> str:
+        """The tensor of a ModelBatch that holds each register slot's offset key (see :attr:`horizons`)."""
+        return "offset_ids" if self.params.layout == "2d" else "offsets"
 
     def prepare(self, model: nn.Module, tokenizer: Any) -> nn.Module:
         implementation = getattr(model.config, "_attn_implementation", None) or "eager"
@@ -110,19 +127,16 @@ class MuToR:
         return RegisterEmbedding(vector.to(device=weight.device, dtype=weight.dtype), per_offset)
 
     def transform(self, batch: TokenBatch, generator: torch.Generator) -> ModelBatch:
-        device = batch.input_ids.device
-        bsz = batch.input_ids.size(0)
-        d = torch.randint(self.params.d_min, self.params.d_max + 1, (bsz,), generator=generator, device=device)
-        layout, register_targets = select_registers(batch.labels, d, self.params.registers_per_sequence, generator)
+        layout, register_targets, keys = self._registers(batch.labels, generator)
         targets = shifted_targets(batch.labels)
         n_targets = count_targets(targets)
         n_registers = layout.valid.sum()
-        per_offset = torch.bincount(layout.offsets[layout.valid], minlength=self.params.d_max + 1)
+        per_offset = torch.bincount(keys[layout.valid], minlength=self.offsets.stop)
         counts: dict[str, Tensor | int] = {
             "loss/ntp": n_targets, "acc/ntp": n_targets, "loss/reg": n_registers, "acc/reg": n_registers
         }
-        for offset in self.offsets:
-            counts[f"loss/h{offset}"] = counts[f"acc/h{offset}"] = per_offset[offset]
+        for suffix, key in self.horizons:
+            counts[f"loss/{suffix}"] = counts[f"acc/{suffix}"] = per_offset[key]
         tensors = {
             "input_ids": batch.input_ids,
             "attention_mask": batch.attention_mask,
@@ -132,10 +146,24 @@ class MuToR:
             "register_valid": layout.valid,
             "register_targets": register_targets,
         }
+        if self.params.layout == "2d":
+            tensors["offset_ids"] = keys
         if batch.bidirectional_prompt:
             tensors["prompt_lengths"] = batch.prompt_lengths
         # The 4D mask is built in ``loss``, not here: the loop transforms every micro-batch of a step up front.
         return ModelBatch(tensors=tensors, counts=counts, n_tokens=batch.n_real_tokens + int(n_registers))
+
+    def _registers(self, labels: Tensor, generator: torch.Generator) -> tuple[RegisterLayout, Tensor, Tensor]:
+        """(layout, each slot's target, each slot's offset key) with offsets drawn as the params say."""
+        p = self.params
+        if p.layout == "2d":
+            assert p.grid is not None  # the params' validator guarantees it
+            return grid_registers(labels, p.grid, p.grid_offsets(), p.sampling() == "register",
+                                  p.registers_per_sequence, generator)
+        shape = labels.shape if p.sampling() == "register" else labels.shape[:1]
+        d = torch.randint(p.d_min, p.d_max + 1, shape, generator=generator, device=labels.device)
+        layout, register_targets = select_registers(labels, d, p.registers_per_sequence, generator)
+        return layout, register_targets, layout.offsets
 
     def hidden_states(self, model: nn.Module, extra: nn.Module, batch: ModelBatch) -> tuple[Tensor, Tensor]:
         """(final-normed hidden states of the real tokens [B, T, d], of the register slots [B, R, d]) of one forward
@@ -143,7 +171,7 @@ class MuToR:
         t = batch.tensors
         layout = RegisterLayout(anchors=t["anchors"], offsets=t["offsets"], valid=t["register_valid"])
         inputs = register_forward_inputs(
-            model, extra.inputs(layout.offsets), t["input_ids"], t["attention_mask"], layout, t.get("prompt_lengths")
+            model, extra.inputs(t[self.offset_key]), t["input_ids"], t["attention_mask"], layout, t.get("prompt_lengths")
         )
         hidden = anatomy(model).backbone(**inputs, use_cache=False).last_hidden_state
         length = t["input_ids"].size(1)
@@ -170,18 +198,22 @@ class MuToR:
         # Per-register losses once, then summed per offset: one log-softmax over the register logits, not one per d.
         per_register = F.cross_entropy(register_logits.float(), register_targets, reduction="none")
         correct = register_logits.detach().argmax(-1) == register_targets
-        offsets = t["offsets"][valid]
+        keys = t[self.offset_key][valid]
         sums = {"loss/ntp": ntp_loss, "acc/ntp": ntp_correct, "loss/reg": per_register.sum(), "acc/reg": correct.sum()}
-        for offset in self.offsets:
-            selected = offsets == offset
-            sums[f"loss/h{offset}"] = per_register[selected].sum()
-            sums[f"acc/h{offset}"] = correct[selected].sum()
+        for suffix, key in self.horizons:
+            selected = keys == key
+            sums[f"loss/{suffix}"] = per_register[selected].sum()
+            sums[f"acc/{suffix}"] = correct[selected].sum()
         weights = {"loss/ntp": 1.0 - self.params.a, "loss/reg": self.params.a}
         return LossOutput(sums=sums, weights=weights)
 
     def make_drafter(self, model: nn.Module, extra: nn.Module | None, k: int) -> RegisterDrafter | None:
         """Registers as drafters: after the last accepted x_t, registers at positions t+d-1 draft x_{t+d} for
         d = 2..k+1 (the training layout), limited to the offsets the register was trained on."""
+        if self.params.layout == "2d":
+            # A 2D register drafts a token off the raster path (below the current one); a speculative decoder
+            # verifies the next raster tokens, so 2D registers have nothing to offer it.
+            return None
         drafts = min(k, self.params.d_max - 1)
         if extra is None or drafts < 1 or self.params.d_min > 2:
             return None

@@ -49,17 +49,33 @@ def select_registers(
 ) -> tuple[RegisterLayout, Tensor]:
     """The registers of a batch and their targets (``IGNORE_INDEX`` on padding slots).
 
-    ``labels`` [B, T] as in :class:`TokenBatch`; ``offsets`` [B] the d of each sequence. A register goes after every
-    x_t whose successor is a target and whose x_{t+d} is a target, or (sparse) after ``registers_per_sequence`` of
-    those drawn with ``generator``.
+    ``labels`` [B, T] as in :class:`TokenBatch`; ``offsets`` the d of each sequence [B], or of each anchor [B, T]
+    (one draw per register). A register goes after every x_t whose successor is a target and whose x_{t+d} is a
+    target, or (sparse) after ``registers_per_sequence`` of those drawn with ``generator``.
     """
     bsz, length = labels.shape
-    device = labels.device
-    steps = torch.arange(length, device=device)
-    target_index = steps[None, :] + offsets[:, None]  # [B, T]
+    steps = torch.arange(length, device=labels.device)
+    per_anchor = offsets if offsets.dim() == 2 else offsets[:, None].expand(bsz, length)
+    target_index = steps[None, :] + per_anchor  # [B, T]
     targets = labels.gather(1, target_index.clamp(max=length - 1))
     targets = torch.where(target_index < length, targets, IGNORE_INDEX)
     eligible = (shifted_targets(labels) != IGNORE_INDEX) & (targets != IGNORE_INDEX)
+    return compact_registers(eligible, per_anchor, targets, registers_per_sequence, generator)
+
+
+def compact_registers(
+    eligible: Tensor,
+    offsets: Tensor,
+    targets: Tensor,
+    registers_per_sequence: int | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[RegisterLayout, Tensor]:
+    """Registers after the ``eligible`` [B, T] anchors (all, or ``registers_per_sequence`` of them drawn with
+    ``generator``), compacted to slots: the layout and each slot's target. ``offsets`` and ``targets`` [B, T] give the
+    1D distance d and the target of a register after each anchor (any layout: :mod:`mtp_bench.methods.mutor_grid`
+    turns a 2D offset into its raster distance)."""
+    bsz, length = eligible.shape
+    device = eligible.device
     if registers_per_sequence is not None and length > 0:
         scores = torch.rand(bsz, length, generator=generator, device=device).masked_fill(~eligible, 2.0)
         chosen = scores.topk(min(registers_per_sequence, length), dim=1, largest=False).indices
@@ -71,7 +87,7 @@ def select_registers(
     valid = torch.arange(slots, device=device)[None, :] < per_row[:, None]
     anchors = torch.where(valid, anchors, torch.zeros_like(anchors))
     register_targets = torch.where(valid, targets.gather(1, anchors), IGNORE_INDEX)
-    layout = RegisterLayout(anchors=anchors, offsets=offsets[:, None].expand(bsz, slots), valid=valid)
+    layout = RegisterLayout(anchors=anchors, offsets=offsets.gather(1, anchors), valid=valid)
     return layout, register_targets
 
 

@@ -16,8 +16,19 @@ class NTPParams(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
+# MuToR-2D's default offsets (dy rows down, dx columns right): every cell of the 3 x 5 window below and to the right
+# of the anchor that comes after it in raster order. Not stated in the paper's stored text that we could read; see
+# methods/mutor.py for why this window.
+DEFAULT_OFFSETS_2D: tuple[tuple[int, int], ...] = (
+    (0, 1), (0, 2),
+    (1, -2), (1, -1), (1, 0), (1, 1), (1, 2),
+    (2, -2), (2, -1), (2, 0), (2, 1), (2, 2),
+)
+
+
 class MuToRParams(BaseModel):
-    """Settings of MuToR. Defaults are the paper's best for GSM8K fine-tuning (d_max 4, a 0.3)."""
+    """Settings of MuToR. Defaults are the paper's best for GSM8K fine-tuning (d_max 4, a 0.3); ``layout: 2d`` with a
+    ``grid`` is MuToR-2D for images (see :mod:`mtp_bench.methods.mutor`)."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
@@ -26,10 +37,10 @@ class MuToRParams(BaseModel):
 
     d_min: int = Field(default=1, ge=1)
     """Smallest offset: a register after x_t predicts x_{t+d}, d drawn per sequence uniformly from d_min..d_max
-    (the paper uses 1 for fine-tuning, 2 for the star-graph task)."""
+    (the paper uses 1 for fine-tuning, 2 for the star-graph task). Layout 1d only."""
 
     d_max: int = Field(default=4, ge=1)
-    """Largest offset (the paper: 4 for GSM8K, 6 with the largest data sets, 3-4 for summarisation)."""
+    """Largest offset (the paper: 4 for GSM8K, 6 with the largest data sets, 3-4 for summarisation). Layout 1d only."""
 
     register_init: Literal["mean", "random"] = "mean"
     """Initial register embedding: ``mean`` of the input-embedding rows (a typical token, so early training is
@@ -38,18 +49,87 @@ class MuToRParams(BaseModel):
 
     registers: Literal["shared", "per_offset"] = "shared"
     """``shared``: one learned register embedding for every offset (the paper's method). ``per_offset``: one per
-    offset d_min..d_max, each register (and the drafter) using that of the offset it predicts (the paper's ablation,
-    Table 6); each starts as the shared one would."""
+    offset (d_min..d_max, or each entry of ``offsets_2d``), each register (and the drafter) using that of the offset
+    it predicts (the paper's ablation, Table 6); each starts as the shared one would."""
 
     registers_per_sequence: int | None = Field(default=None, ge=1)
     """Sparse registers: this many per sequence at random positions among the eligible ones (the paper's image
-    experiments). None: a register before every target token (dense, the paper's language setting)."""
+    experiments: 80 per 256-token image in Table 8). None: a register after every eligible token (dense, the paper's
+    language setting)."""
+
+    layout: Literal["1d", "2d"] = "1d"
+    """``1d``: a register predicts the token d steps ahead in the sequence (text MuToR; on images, d along the raster
+    order: MuToR-1D). ``2d``: a register predicts the token at a 2D offset (dy rows down, dx columns right) in the
+    image grid (MuToR-2D); the image tokens are the first ``grid[0] * grid[1]`` target tokens of every sequence."""
+
+    grid: tuple[int, int] | None = None
+    """(height, width) of the image token grid, e.g. [16, 16] for LlamaGen's 256 x 256 images. Required by, and only
+    used with, layout 2d."""
+
+    offsets_2d: list[tuple[int, int]] | None = None
+    """Layout 2d: the offsets (dy, dx) a register may be given; each must lie after its anchor in raster order
+    (dy >= 0, and dx >= 1 when dy = 0) and be able to land inside the grid (dy < height, |dx| < width). None: every
+    cell of the 3 x 5 window ``dy in 0..2, dx in -2..2`` after the anchor (12 offsets), less those the grid cannot
+    hold."""
+
+    offset_sampling: Literal["sequence", "register"] | None = None
+    """How offsets are drawn, uniformly: one per ``sequence`` (every register of a sequence predicts the same offset,
+    the paper's text protocol) or one per ``register``. None: ``sequence`` for layout 1d, ``register`` for 2d."""
 
     @model_validator(mode="after")
     def _offsets_ordered(self) -> MuToRParams:
         if self.d_min > self.d_max:
             raise ValueError(f"d_min ({self.d_min}) must not exceed d_max ({self.d_max})")
+        if self.layout == "1d":
+            for name in ("grid", "offsets_2d"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} is a setting of layout 2d (MuToR-2D); set layout: 2d or remove {name}")
+            return self
+        if self.grid is None:
+            raise ValueError("layout 2d needs grid: the (height, width) of the image token grid, e.g. grid: [8, 8]")
+        height, width = self.grid
+        if height < 1 or width < 1:
+            raise ValueError(f"grid must be two positive sizes (height, width), got {list(self.grid)}")
+        set_1d = sorted({"d_min", "d_max"} & self.model_fields_set)
+        if set_1d:
+            verb = "are settings" if len(set_1d) > 1 else "is a setting"
+            raise ValueError(f"{' and '.join(set_1d)} {verb} of layout 1d; layout 2d draws its offsets from offsets_2d")
+        if self.offsets_2d is not None:
+            _check_offsets_2d(self.offsets_2d, height, width)
+        if not self.grid_offsets():
+            raise ValueError(f"no default offset fits a {height} x {width} grid; give offsets_2d")
         return self
+
+    def grid_offsets(self) -> list[tuple[int, int]]:
+        """The 2D offsets of layout 2d, in order (``offsets_2d``, or the default window fitted to the grid)."""
+        if self.grid is None:
+            return []
+        if self.offsets_2d is not None:
+            return [tuple(offset) for offset in self.offsets_2d]
+        height, width = self.grid
+        return [(dy, dx) for dy, dx in DEFAULT_OFFSETS_2D if dy < height and abs(dx) < width]
+
+    def sampling(self) -> Literal["sequence", "register"]:
+        """The offset sampling in force (``offset_sampling``, or the layout's default)."""
+        if self.offset_sampling is not None:
+            return self.offset_sampling
+        return "sequence" if self.layout == "1d" else "register"
+
+
+def _check_offsets_2d(offsets: list[tuple[int, int]], height: int, width: int) -> None:
+    if not offsets:
+        raise ValueError("offsets_2d must list at least one offset (dy, dx)")
+    if len(set(offsets)) != len(offsets):
+        raise ValueError(f"offsets_2d lists an offset twice: {[list(o) for o in offsets]}")
+    for index, (dy, dx) in enumerate(offsets):
+        where = f"offsets_2d[{index}] = ({dy}, {dx})"
+        if (dy, dx) == (0, 0):
+            raise ValueError(f"{where}: (0, 0) is the anchor itself; a register predicts a later token")
+        if dy < 0 or (dy == 0 and dx < 1):
+            raise ValueError(f"{where} points before the anchor in raster order: need dy >= 0, and dx >= 1 when dy = 0")
+        if dy >= height or abs(dx) >= width:
+            raise ValueError(f"{where} can never land inside the {height} x {width} grid: need dy < {height} and "
+                             f"|dx| < {width}")
 
 
 class MTPHeadsParams(BaseModel):
