@@ -45,6 +45,11 @@ def test_twin_with_a_malformed_local_file_fails_validation_naming_file_and_line(
 
 
 PAPER_SUITES = sorted((REPO / "suites" / "paper").glob("*.yaml"))
+# (methods, trials) of the suites that are not one Table 1/2 row (3 methods; 3 seeds on Gemma, 1 on Llama): the
+# ablations, whose sweeps and method lists are the point of the file
+ABLATIONS = {"gemma2b_t3_compute_matched": (1, 3), "gemma2b_t4_dmax": (3, 27), "gemma2b_t5_lora": (2, 6),
+             "gemma2b_t6_registers": (3, 9), "gemma2b_t12_epochs10": (2, 6), "gemma2b_t12_epochs10_math": (2, 6),
+             "gemma2b_t16_deepseek": (3, 9), "gemma2b_t16_deepseek_math": (3, 9), "gemma2b_t17_loss_weight": (2, 18)}
 
 
 @pytest.mark.parametrize("path", PAPER_SUITES, ids=[p.stem for p in PAPER_SUITES])
@@ -56,7 +61,27 @@ def test_paper_suite_validates_offline(path: Path, monkeypatch, capsys) -> None:
 
     monkeypatch.setattr(datasets, "load_dataset", no_hub)
     assert cli.main(["validate", str(path)]) == 0
-    assert "3 methods" in capsys.readouterr().out
+    methods, trials = ABLATIONS.get(path.stem, (3, 3 if path.stem.startswith("llama3") else 9))
+    assert f"{methods} methods, {trials} trials" in capsys.readouterr().out
+
+
+def test_every_ablation_suite_ships_and_carries_the_paper_protocol() -> None:
+    """The ablation list above is the set of files (a new or renamed one is counted), and each keeps the protocol
+    knobs of the rows it varies: sequence-weighted loss, best epoch on test, the paper's seeds, a reference."""
+    stems = {p.stem for p in PAPER_SUITES}
+    assert set(ABLATIONS) <= stems
+    for stem in ABLATIONS:
+        suite = yaml.safe_load((REPO / "suites" / "paper" / f"{stem}.yaml").read_text())
+        assert suite["train"]["loss_normalisation"] == "sequence", stem
+        assert suite["evaluation"]["select_on"] == "test" and suite["grid"]["seeds"] == [42, 43, 44], stem
+        assert suite["reference"]["metrics"], stem
+    t3 = yaml.safe_load((REPO / "suites" / "paper" / "gemma2b_t3_compute_matched.yaml").read_text())
+    table1 = yaml.safe_load((REPO / "suites" / "paper" / "gemma2b_gsm8k_1m.yaml").read_text())
+    # T3's NTP sees 1.4x the samples of Table 1's and lands in the same experiment, so one compare holds both
+    assert t3["train"]["epochs"] == 1.4 * table1["train"]["epochs"]
+    assert t3["tracking"]["experiment"] == table1["name"] and t3["data"] == table1["data"]
+    assert {k: v for k, v in t3["train"].items() if k != "epochs"} == \
+        {k: v for k, v in table1["train"].items() if k != "epochs"}
 
 
 @pytest.mark.slow
