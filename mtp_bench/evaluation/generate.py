@@ -2,7 +2,8 @@
 
 Prompts are left-padded; positions count real tokens only, so a padded row decodes exactly as it would alone. With
 ``bidirectional_prompt`` the prefill lets prompt tokens attend to each other both ways (the MuToR paper's protocol,
-matching how every method was trained); decoding after it is causal.
+matching how every method was trained); decoding after it is causal. Sampling (temperature, top-k, top-p,
+classifier-free guidance) is :mod:`mtp_bench.evaluation.sampling`, on the same padding and positions.
 """
 
 from __future__ import annotations
