@@ -130,15 +130,21 @@ def _includes(cfg: LmEvalConfig) -> list[Path]:
     return paths
 
 
+_FULL_MANAGERS: dict[tuple[str, ...], Any] = {}  # include paths -> TaskManager over lm-eval's registry too
+
+
 def task_manager(cfg: LmEvalConfig) -> Any:
-    """A TaskManager that knows every requested task; lm-eval's own registry is indexed only when needed."""
+    """A TaskManager that knows every requested task; lm-eval's own registry is indexed only when needed (and once
+    per process and include path: indexing takes seconds)."""
     from lm_eval.tasks import TaskManager
 
     includes = [str(p) for p in _includes(cfg)]
     local = TaskManager(include_path=includes, include_defaults=False)
     if all(name in local.all_tasks for name in cfg.tasks):
         return local
-    manager = TaskManager(include_path=includes, include_defaults=True)  # indexes ~15k YAMLs: seconds
+    manager = _FULL_MANAGERS.get(tuple(includes))
+    if manager is None:
+        manager = _FULL_MANAGERS[tuple(includes)] = TaskManager(include_path=includes, include_defaults=True)
     problem = unknown_tasks(cfg.tasks, manager.all_tasks)
     if problem:
         raise LmEvalError(problem)
@@ -205,11 +211,33 @@ def load_tasks(cfg: LmEvalConfig, data_dir: Path | None) -> tuple[Any, dict[str,
     return manager, tasks
 
 
+_LOCAL_BUILDERS = {"json", "csv", "parquet", "text", "arrow"}  # dataset_path values that read files, not the hub
+
+
+def _reads_hub(manager: Any, name: str) -> bool:
+    """True for a task (or group) whose data comes from the hub (a dataset id that is not a local builder or
+    folder); loading it would download its dataset."""
+    config = getattr(manager.task_index.get(name), "cfg", None) or {}
+    path = config.get("dataset_path")
+    return not (isinstance(path, str) and (path in _LOCAL_BUILDERS or Path(path).expanduser().exists()))
+
+
 def preflight(cfg: LmEvalConfig, data_dir: str | Path | None = None) -> None:
-    """Load the configured tasks (names, data folders, the unsafe-code flag) without running them, so that a typo
-    fails a trial before training rather than after it."""
-    if cfg.tasks:
-        load_tasks(cfg, resolve_data_dir(cfg, data_dir))
+    """Check the configured tasks without running them, so that a typo fails before training rather than after it:
+    every name must be known; tasks reading local files are loaded (data folders, the unsafe-code flag); tasks whose
+    data is on the hub (``minerva_math500``, ``agieval_aqua_rat``) are checked by name and by their YAML's
+    ``unsafe_code`` only, so that ``validate`` stays offline: their data is fetched when the trial runs lm-eval."""
+    if not cfg.tasks:
+        return
+    manager = task_manager(cfg)
+    hub = [name for name in cfg.tasks if not _is_shipped(manager, name) and _reads_hub(manager, name)]
+    unsafe = [name for name in hub if (getattr(manager.task_index.get(name), "cfg", None) or {}).get("unsafe_code")]
+    if unsafe and not cfg.allow_unsafe_code:
+        raise LmEvalError(f"lm-eval task(s) {', '.join(unsafe)} execute model-written code; set "
+                          "evaluation.lm_eval.allow_unsafe_code: true to run them")
+    local = [name for name in cfg.tasks if name not in hub]
+    if local:
+        load_tasks(cfg.model_copy(update={"tasks": local}), resolve_data_dir(cfg, data_dir))
 
 
 # -------------------------------------------------------------------------------------------------------- run ----
