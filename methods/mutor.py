@@ -31,6 +31,44 @@ How this file realises the paper for any Hugging Face causal LM that takes a 4D 
 - Attention: real tokens see real tokens only (causal, or the bidirectional prompt block); a register sees exactly
   what its anchor x_t sees, plus itself, and no other register. Sliding-window layers keep their window (a custom
   4D mask would otherwise silently lift it).
+
+**Images (paper Section 4.4).** An image sequence is a prompt ending in one class token, then the H x W image tokens
+in raster order, then EOS; the loss is on the image tokens and EOS only (the class token is the prompt).
+
+- MuToR-1D (``layout: 1d``, the default) is text MuToR unchanged: d along the raster order, one d per sequence.
+- MuToR-2D (``layout: 2d``, ``grid: [H, W]``): a register after the token at cell (r, c) predicts the token at
+  (r + dy, c + dx), for a 2D offset (dy rows down, dx columns right) from ``offsets_2d``, if that cell is inside the
+  grid. That token is D = dy * W + dx steps ahead in raster order, so the register is exactly a 1D register with
+  d = D: same anchor rule, same attention (what its anchor sees, plus itself), same position rule. The whole 2D part
+  is the choice of anchors and targets (``mutor_grid.grid_registers``); the layout, mask and forward are shared.
+- The class token's register: the class token counts as the cell (0, -1) just left of the first image token, so its
+  register targets (dy, dx - 1) when that is in the grid; with (0, 1) it predicts image token 0 like NTP at the
+  class token (as d = 1 does in text). Our choice: the paper's text we could read does not say; this is the only
+  reading under which the class token is "the token before (0, 0)" in both raster order and the grid.
+- Positions. LlamaGen gives image token k the 2D rotary position of its own cell and its class token(s) no rotation
+  (``precompute_freqs_cis_2d`` in github.com/FoundationVision/LlamaGen, autoregressive/models/gpt.py). The harness's
+  models are Hugging Face causal LMs with 1D RoPE, which have no 2D coordinates to give; a 2D register gets the
+  position id anchor + D - 1, the position of the real token whose next-token prediction has the same target (the
+  text rule with d = D). So the register's query is rotated as if it were the NTP step that predicts its target, and
+  the model can tell a (1, 0) register from a (0, 1) one only by that distance (D = W vs 1), which is what a
+  raster-order model sees of the grid anyway. A model with 2D RoPE would instead give the register the target's 2D
+  cell (or the cell before it); that model is not in the harness (issue 18 names it the faithful choice).
+- Offsets: ``offsets_2d``, by default every cell of the window dy in 0..2, dx in -2..2 that comes after the anchor in
+  raster order (12 offsets: right, and the two rows below within two columns), less those a small grid cannot
+  hold. Our choice: the stored copies of the paper (arXiv 2505.10518) that we could read hold its abstract and
+  introduction, not the image section; a local window mirrors text MuToR's d_max = 4 (short horizons) in both
+  directions. Record the paper's set here when it is read.
+- Sampling: one offset per register (``offset_sampling: register``, the layout-2d default), uniform over the
+  offsets whose target is inside the grid at that anchor, so every anchor that can hold a register gets one; or one
+  per sequence like text (``sequence``), anchors where it leaves the grid then get none. Our choice (not read in the
+  paper): per register, because 2D offsets are many and sparse registers (80 per image) would otherwise train one
+  offset per image.
+- Sparse registers (``registers_per_sequence``): that many per image, uniformly among the anchors that hold one (the
+  paper's Table 8: 80 registers per 256-token image, about +30% sequence length; source: issue 18 and
+  /work/shared/notes/paper-protocol.md, from the paper's tables).
+- Metrics: ``loss/h{dy}_{dx}`` and ``acc/h{dy}_{dx}`` per 2D offset (``h1_-1``: one row down, one column left)
+  besides ``loss/reg``/``acc/reg``; ``registers: per_offset`` gives each 2D offset its own embedding. No drafter:
+  a 2D register predicts off the raster path, which a speculative decoder verifies.
 """
 
 from __future__ import annotations
@@ -114,6 +152,12 @@ class MuToR:
             raise ValueError(
                 f"mutor needs an attention kernel that takes a 4D mask ({' or '.join(MASK_IMPLEMENTATIONS)}); "
                 f"the model uses {implementation!r}: set model.attn_implementation"
+            )
+        if self.params.layout == "2d" and self.context.train_mode == "pretrain":
+            raise ValueError(
+                "mutor layout 2d reads the image as the first grid[0] * grid[1] target tokens, so the class token must "
+                "be the prompt (no loss on it): use train.mode full (a preset model trains from scratch in it), not "
+                "train.mode pretrain"
             )
         weight = model.get_input_embeddings().weight.detach()
         if self.params.register_init == "mean":

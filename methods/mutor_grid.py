@@ -31,9 +31,11 @@ def grid_registers(
     generator: torch.Generator | None = None,
 ) -> tuple[RegisterLayout, Tensor, Tensor]:
     """(layout, target of each slot, index into ``offsets_2d`` of each slot) for a right-padded batch of image
-    sequences. Offsets are drawn uniformly from ``offsets_2d`` with ``generator``: one per anchor (``per_register``)
-    or one per row; a register whose target falls outside the grid is dropped, as text MuToR drops one past the end.
-    Then all the rest are kept, or ``registers_per_sequence`` of them drawn at random (sparse)."""
+    sequences, offsets drawn with ``generator``. ``per_register``: every anchor draws uniformly among the offsets whose
+    target cell is inside the grid (so every anchor that can have a register gets one; near the bottom and right
+    edges fewer offsets fit). Else one offset per row, uniform over ``offsets_2d``; anchors where it leaves the grid
+    get no register, as text MuToR drops one past the end. Then all are kept, or ``registers_per_sequence`` of them
+    drawn at random (sparse)."""
     bsz, length = labels.shape
     device = labels.device
     height, width = grid
@@ -54,15 +56,24 @@ def grid_registers(
     column = torch.where(image_index < 0, -1, image_index.remainder(width))
 
     table = torch.tensor(offsets_2d, dtype=torch.long, device=device)  # [K, 2]
-    shape = (bsz, length) if per_register else (bsz,)
-    drawn = torch.randint(len(offsets_2d), shape, generator=generator, device=device)
-    offset_ids = drawn if per_register else drawn[:, None].expand(bsz, length)
-    dy, dx = table[offset_ids, 0], table[offset_ids, 1]
-    inside = (row + dy < height) & (column + dx >= 0) & (column + dx < width)
-    distance = dy * width + dx  # raster steps from anchor to target
+    fits = (  # [B, T, K]: the offset's target cell is inside the grid
+        is_anchor[:, :, None]
+        & (row[:, :, None] + table[:, 0] < height)
+        & (column[:, :, None] + table[:, 1] >= 0)
+        & (column[:, :, None] + table[:, 1] < width)
+    )
+    if per_register:  # uniform over the offsets that fit at this anchor: the smallest random score among them
+        scores = torch.rand(fits.shape, generator=generator, device=device).masked_fill(~fits, 2.0)
+        offset_ids = scores.argmin(-1)
+        eligible = fits.any(-1)
+    else:  # one offset per row; anchors where it does not fit get no register
+        offset_ids = torch.randint(len(offsets_2d), (bsz,), generator=generator, device=device)[:, None]
+        offset_ids = offset_ids.expand(bsz, length)
+        eligible = fits.gather(2, offset_ids[:, :, None]).squeeze(2)
+    distance = table[offset_ids, 0] * width + table[offset_ids, 1]  # raster steps from anchor to target
     target_index = (steps[None, :] + distance).clamp(0, length - 1)
     targets = labels.gather(1, target_index)
-    eligible = is_anchor & inside & (targets != IGNORE_INDEX)
+    eligible = eligible & (targets != IGNORE_INDEX)
     layout, register_targets = compact_registers(eligible, distance, targets, registers_per_sequence, generator)
     slot_offset_ids = torch.where(layout.valid, offset_ids.gather(1, layout.anchors), 0)
     return layout, register_targets, slot_offset_ids
