@@ -149,7 +149,7 @@ def _sample_batch(model: nn.Module, rows: list[list[int]], n_prompts: int, unifo
     positions = mask.sum(-1, keepdim=True)  # next position of each row
     generated = []
     for step in range(uniforms.size(1)):
-        logits = guided_logits(out.logits[:, -1], n_prompts, settings.cfg_scale)
+        logits = guided_logits(out.logits[:, -1].float(), n_prompts, settings.cfg_scale)  # guidance in float32
         logits = filter_logits(logits, settings.temperature, settings.top_k, settings.top_p, settings.allowed)
         token = draw(logits, uniforms[:, step], settings.temperature)
         generated.append(token)
