@@ -121,3 +121,33 @@ def test_the_twin_suite_validates_on_generated_files_and_not_without(tmp_path: P
     make_twin(tmp_path / "twin", n_train=200, n_test=8)  # 100 kept, 32 of them for validation
     assert cli.main(["validate", suite]) == 0
     assert "2 methods, 6 trials" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_math_twin_runs_end_to_end(tmp_path: Path, store: str, monkeypatch) -> None:
+    """The twin's commands on generated word problems (no data folder needed): write the files, then train NTP and
+    MuToR, generate, read the boxes with math-verify and compare. A micro model and two steps: plumbing only."""
+    from mlflow import MlflowClient
+
+    out = tmp_path / "twin"
+    assert main([str(out), "--word-problems", "--train", "120", "--test", "8"]) == 0
+    monkeypatch.setenv("MTP_BENCH_MATH_TWIN_DIR", str(out))
+    monkeypatch.chdir(tmp_path)  # the comparison is written under ./results
+    overrides = ["grid.seeds=[0]", "model.preset=micro-llama", "model.tokenizer_vocab_size=300", "train.max_steps=2",
+                 "train.batch_size=4", "evaluation.every_steps=2", "data.validation_size=4", "data.eval_limit=4",
+                 "evaluation.max_new_tokens=12", f"tracking.workdir={tmp_path / 'trials'}"]
+    assert cli.main(["run", str(REPO / "suites" / "math_tiny.yaml"), "--no-ray", *overrides]) == 0
+    client = MlflowClient(store)
+    runs = client.search_runs([client.get_experiment_by_name("math_tiny").experiment_id])
+    trials = {r.data.tags["mtp_bench.method"]: r for r in runs if r.data.tags.get("mtp_bench.kind") == "trial"}
+    assert set(trials) == {"ntp", "mutor"}
+    for run in trials.values():
+        assert run.info.status == "FINISHED"
+        metrics = run.data.metrics  # 60 of the 120 rows are math/augmented_math; 4 carved out for validation
+        assert metrics["data/train_examples"] + metrics["data/dropped_overlength"] == 56
+        for name in ("best/test/math/exact_match", "last/test/math/boxed_rate", "val/math/exact_match"):
+            assert 0.0 <= metrics[name] <= 1.0, name
+    rows = client.download_artifacts(trials["mutor"].info.run_id, "predictions/last/test_math.jsonl", str(tmp_path))
+    samples = [json.loads(line) for line in Path(rows).read_text().splitlines()]
+    assert len(samples) == 4 and all(s["gold"].isdigit() for s in samples)
+    assert (tmp_path / "results" / "math_tiny" / "compare.md").is_file()
