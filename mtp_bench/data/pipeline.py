@@ -130,6 +130,26 @@ def collate(
     )
 
 
+@dataclass(frozen=True)
+class ConditionDropout:
+    """Classifier-free guidance training: at each optimiser step, each training sequence's prompt (an image task's
+    class word) is replaced by the null prompt with probability ``rate``. The draw depends only on (trial seed, step,
+    example index), never on a method's random generator, so every method of a seed sees the same replacements (an
+    example drawn twice in one step is replaced in both places or in neither). Held-out data is never touched."""
+
+    null_prompt_ids: list[int]
+    rate: float
+    seed: int
+
+    def dropped(self, step: int, index: int) -> bool:
+        return random.Random(f"condition-dropout/{self.seed}/{step}/{index}").random() < self.rate
+
+    def apply(self, step: int, indices: list[int], items: list[TokenizedExample]) -> list[TokenizedExample]:
+        """The examples ``indices`` of ``items`` as step ``step`` trains on them."""
+        return [TokenizedExample(list(self.null_prompt_ids), items[i].answer_ids) if self.dropped(step, i)
+                else items[i] for i in indices]
+
+
 class StepSampler:
     """Indices of the micro-batches of each optimiser step for one data-parallel rank (see the module docstring)."""
 

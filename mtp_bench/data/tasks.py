@@ -46,6 +46,10 @@ class Task(Protocol):
     # Optional: ``preflight(self) -> int | None``, cheap checks run before any trial starts (files exist, are
     # readable, parse, are non-empty); raises DataError naming file:line, and returns the number of training records
     # when it knows them (so a validation split that leaves none is refused up front), else None.
+    # Optional: ``vocabulary(self) -> list[str]``, every word the task's texts can hold: a preset's word tokenizer is
+    # built from it instead of from the training text (image tasks: every class and code gets an id).
+    # Optional: ``condition_dropout(self) -> tuple[str, float] | None``, (null prompt, rate): training replaces a
+    # sequence's prompt by the null prompt with that probability (classifier-free guidance; see data/images.py).
 
 
 def shown_path(text: str | Path) -> str:

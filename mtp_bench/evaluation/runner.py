@@ -11,7 +11,7 @@ the test split, as the MuToR paper did for GSM8K: optimistic, and labelled so wh
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ HELD_OUT_SEED = 1234  # method randomness (MuToR offsets) on held-out data: the 
 class SplitResult:
     metrics: dict[str, float]
     samples: dict[str, list[dict[str, Any]]]  # scorer name -> per-sample rows
+    files: dict[str, dict[str, bytes]] = field(default_factory=dict)  # scorer name -> extra artifacts (a PNG, ...)
 
 
 @torch.no_grad()
@@ -74,6 +75,7 @@ def build_scorers(cfg: EvalConfig) -> list[Any]:
 def score_split(context: EvalContext, scorers: list[Any], examples: list[Example], split: str) -> SplitResult:
     metrics: dict[str, float] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
+    files: dict[str, dict[str, bytes]] = {}
     if not examples:
         return SplitResult(metrics, samples)
     was_training = context.model.training
@@ -82,8 +84,10 @@ def score_split(context: EvalContext, scorers: list[Any], examples: list[Example
         result = scorer.score(context, examples)
         metrics.update({f"{split}/{scorer.name}/{key}": value for key, value in result.metrics.items()})
         samples[scorer.name] = result.samples
+        if getattr(result, "files", None):
+            files[scorer.name] = result.files
     context.model.train(was_training)
-    return SplitResult(metrics, samples)
+    return SplitResult(metrics, samples, files)
 
 
 def selection_metric(cfg: EvalConfig, scorers: list[Any]) -> tuple[str, bool]:
@@ -96,6 +100,10 @@ def selection_metric(cfg: EvalConfig, scorers: list[Any]) -> tuple[str, bool]:
     else:
         name = "loss"
     higher_is_better = not (name == "loss" or name.startswith("loss/"))
+    # a scorer names its lower-is-better metrics (``lower_is_better``, e.g. the image scorer's Fréchet distance)
+    for scorer in scorers:
+        if name.partition("/")[::2] in {(scorer.name, m) for m in getattr(scorer, "lower_is_better", ())}:
+            higher_is_better = False
     return name, higher_is_better
 
 

@@ -25,6 +25,7 @@ from mtp_bench.evaluation.generate import greedy_generate
 class ScoreResult:
     metrics: dict[str, float]  # e.g. {"exact_match": 0.41}; the harness prefixes split and scorer name
     samples: list[dict[str, Any]] = field(default_factory=list)  # one record per example (prediction, gold, ...)
+    files: dict[str, bytes] = field(default_factory=dict)  # extra artifacts by file name (a PNG of samples, ...)
 
 
 @dataclass

@@ -84,7 +84,7 @@ def run_trial(
     items = prepared.train_data.items
 
     def batches_for_step(step: int) -> list[TokenBatch]:
-        return [collate_items(trial, prepared.tokenizer, [items[i] for i in indices])
+        return [collate_items(trial, prepared.tokenizer, prepared.step_items(step, indices))
                 for indices in sampler.micro_batches(step)]
 
     trainer = Trainer(prepared.module, prepared.method, trial.train, total_steps=total, device=prepared.device,

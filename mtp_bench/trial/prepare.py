@@ -10,7 +10,16 @@ from typing import Any
 import torch
 
 from mtp_bench import registry
-from mtp_bench.data.pipeline import Splits, TokenizedSplit, build_splits, collate, tokenize
+from mtp_bench.data.pipeline import (
+    ConditionDropout,
+    Splits,
+    TokenizedExample,
+    TokenizedSplit,
+    build_splits,
+    collate,
+    encode_prompt,
+    tokenize,
+)
 from mtp_bench.method.batches import TokenBatch
 from mtp_bench.method.protocol import MethodContext
 from mtp_bench.models.build import apply_lora, build_model, build_tokenizer
@@ -31,6 +40,14 @@ class Prepared:
     train_data: TokenizedSplit
     device: torch.device
     precision: torch.dtype | None
+    condition_dropout: ConditionDropout | None = None  # class-label dropout of an image task (guidance training)
+
+    def step_items(self, step: int, indices: list[int]) -> list[TokenizedExample]:
+        """The training examples ``indices`` as optimiser step ``step`` trains on them (class-label dropout)."""
+        items = self.train_data.items
+        if self.condition_dropout is None:
+            return [items[i] for i in indices]
+        return self.condition_dropout.apply(step, indices, items)
 
 
 def build_task(trial: TrialConfig) -> Any:
@@ -58,7 +75,10 @@ def prepare(trial: TrialConfig, device: torch.device | None = None) -> Prepared:
         train_limit=data.train_limit,
         eval_limit=data.eval_limit,
     )
-    tokenizer = build_tokenizer(trial.model, task.tokenizer_kind, lambda: [e.prompt + e.answer for e in splits.train])
+    vocabulary = getattr(task, "vocabulary", None)  # a task that knows its words (image codes) spares the scan
+    texts = (lambda: [" ".join(vocabulary())]) if vocabulary is not None else (
+        lambda: [e.prompt + e.answer for e in splits.train])
+    tokenizer = build_tokenizer(trial.model, task.tokenizer_kind, texts)
     model = build_model(trial.model, tokenizer, from_scratch=trial.train.mode == "pretrain", seed=trial.seed)
     method = build_method(trial)
     extra = method.prepare(model, tokenizer)  # before LoRA: a method copies or extends the plain model
@@ -67,7 +87,11 @@ def prepare(trial: TrialConfig, device: torch.device | None = None) -> Prepared:
     module = TrainModule(model, extra, method).to(device)
     train_data = tokenize(splits.train, tokenizer, max_length=trial.train.max_length, overlength=trial.train.overlength)
     precision = resolve_precision(trial.train.precision, device)
-    return Prepared(trial, method, tokenizer, module, splits, train_data, device, precision)
+    hook = getattr(task, "condition_dropout", None)
+    dropout = hook() if hook is not None else None
+    condition_dropout = None if dropout is None else ConditionDropout(
+        encode_prompt(tokenizer, dropout[0]), dropout[1], trial.seed)
+    return Prepared(trial, method, tokenizer, module, splits, train_data, device, precision, condition_dropout)
 
 
 def preload(trial: TrialConfig) -> None:

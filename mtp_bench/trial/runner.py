@@ -52,11 +52,24 @@ class TrialRunner:
         if self.on_metrics is not None and self.dist.is_main:
             self.on_metrics(metrics, step)
 
-    def log_samples(self, samples: dict[str, list[dict[str, Any]]], split: str, tag: str = "") -> None:
+    def log_samples(self, samples: dict[str, list[dict[str, Any]]], split: str, tag: str = "",
+                    files: dict[str, dict[str, bytes]] | None = None) -> None:
         if self.tracker is None or not self.dist.is_main or not self.p.trial.tracking.log_artifacts:
             return
         for scorer, rows in samples.items():
             self.tracker.log_jsonl(self.run_id, rows, f"predictions/{tag}{split}_{scorer}.jsonl")
+        for scorer, named in (files or {}).items():
+            self.log_files(named, f"predictions/{tag}{split}_{scorer}")
+
+    def log_files(self, files: dict[str, bytes], artifact_dir: str) -> None:
+        """A scorer's extra artifacts (bytes by file name) into ``artifact_dir`` of the run."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="mtp-bench-artifacts-") as folder:
+            for name, data in files.items():
+                path = Path(folder) / name
+                path.write_bytes(data)
+                self.tracker.log_file(self.run_id, path, artifact_dir)
 
     # -------------------------------------------------------------------------------------- evaluation ----
     def eval_context(self, model: nn.Module) -> EvalContext:
@@ -73,8 +86,10 @@ class TrialRunner:
             autocast_dtype=self.p.precision,
         )
 
-    def evaluate_split(self, split: str, step: int | None = None) -> tuple[dict[str, float], dict[str, list]]:
-        """Held-out loss terms and scorer metrics of the current weights on ``val`` or ``test``."""
+    def evaluate_split(self, split: str, step: int | None = None) -> tuple[dict[str, float], dict[str, list],
+                                                                          dict[str, dict[str, bytes]]]:
+        """Held-out loss terms and scorer metrics of the current weights on ``val`` or ``test``, the per-sample rows
+        and extra artifact files of each scorer."""
         p, trial = self.p, self.p.trial
         examples = p.splits.validation if split == "val" else p.splits.test
         metrics: dict[str, float] = {}
@@ -89,7 +104,7 @@ class TrialRunner:
         scorers = self.scorers if step is None else [s for s in self.scorers if getattr(s, "periodic", True)]
         result = score_split(self.eval_context(exported), scorers, examples, split)
         metrics.update(result.metrics)
-        return metrics, result.samples
+        return metrics, result.samples, result.files
 
     def periodic_evaluation(self, step: int) -> dict[str, float]:
         """Score the periodic splits; keep ``best.pt`` when the selection metric improves (see
@@ -103,9 +118,9 @@ class TrialRunner:
                               bool(self.p.splits.validation))
         metrics: dict[str, float] = {}
         for split in plan.periodic_splits:
-            split_metrics, samples = self.evaluate_split(split, step)
+            split_metrics, samples, files = self.evaluate_split(split, step)
             metrics.update(split_metrics)
-            self.log_samples(samples, split, tag=f"step{step}/")
+            self.log_samples(samples, split, tag=f"step{step}/", files=files)
         if plan.split is not None:
             value = selection_value(plan, metrics)
             if improves(value, self.best["value"], plan.higher_is_better):
@@ -147,8 +162,9 @@ class TrialRunner:
             """Score the current weights once and record the results under every prefix in ``tags``."""
             metrics: dict[str, float] = {}
             artifacts: dict[str, list[dict[str, Any]]] = {}
+            files: dict[str, dict[str, bytes]] = {}
             if cfg.test_split and self.p.splits.test:
-                test_metrics, samples = self.evaluate_split("test")
+                test_metrics, samples, files = self.evaluate_split("test")
                 metrics.update(test_metrics)
                 artifacts.update({f"test_{scorer}.jsonl": rows for scorer, rows in samples.items()})
             if with_lm_eval:
@@ -166,6 +182,8 @@ class TrialRunner:
                 if self.tracker is not None and trial.tracking.log_artifacts:
                     for path, rows in artifacts.items():
                         self.tracker.log_jsonl(self.run_id, rows, f"predictions/{tag}/{path}")
+                    for scorer, named in files.items():
+                        self.log_files(named, f"predictions/{tag}/test_{scorer}")
 
         try:
             same = chosen is not None and chosen.step == step
