@@ -90,7 +90,9 @@ class MuToRParams(BaseModel):
         height, width = self.grid
         if height < 1 or width < 1:
             raise ValueError(f"grid must be two positive sizes (height, width), got {list(self.grid)}")
-        set_1d = sorted({"d_min", "d_max"} & self.model_fields_set)
+        # Compared with the defaults, not with the fields set: suites complete params with defaults before a trial
+        # validates them again.
+        set_1d = [name for name in ("d_min", "d_max") if getattr(self, name) != type(self).model_fields[name].default]
         if set_1d:
             verb = "are settings" if len(set_1d) > 1 else "is a setting"
             raise ValueError(f"{' and '.join(set_1d)} {verb} of layout 1d; layout 2d draws its offsets from offsets_2d")

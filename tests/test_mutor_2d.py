@@ -250,6 +250,10 @@ def test_params_defaults_and_validation():
     assert params.grid_offsets() == [(0, 1), (0, 2), (1, -2), (1, -1), (1, 0), (1, 1), (1, 2),
                                      (2, -2), (2, -1), (2, 0), (2, 1), (2, 2)]
     assert MuToRParams(layout="2d", grid=(2, 2)).grid_offsets() == [(0, 1), (1, -1), (1, 0), (1, 1)]
+    # A suite completes params with their defaults (d_min, d_max included) and the trial validates them again.
+    again = MuToRParams.model_validate(MuToRParams(layout="2d", grid=(3, 4), offsets_2d=[(1, -1)]).model_dump(
+        mode="json"))
+    assert again.grid == (3, 4) and again.grid_offsets() == [(1, -1)]
     bad = {
         "layout 2d needs grid": {"layout": "2d"},
         r"offsets_2d\[0\] = \(0, 0\): \(0, 0\) is the anchor itself": {"offsets_2d": [(0, 0)]},
