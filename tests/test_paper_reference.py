@@ -91,12 +91,17 @@ def test_paper_suites_carry_their_reference_and_validate_without_heavy_imports()
     """Every paper suite has a reference keyed by a metric its scorer and selection produce; validating one (the
     section included) imports none of torch, mlflow, ray, scipy, transformers, matplotlib."""
     for path in sorted((REPO / "suites" / "paper").glob("*.yaml")):
+        if path.stem.startswith("imagenet"):  # the image suite reads VQ codes; tests/test_image_suites.py checks it
+            continue
         suite = load_suite(path)
         assert suite.reference is not None and suite.reference.scale == 100, path.name
         prefix = "best_on_test" if suite.evaluation.select_on == "test" else "best"
         assert all(name.startswith(f"{prefix}/test/{suite.evaluation.scorers[0].name}/")
                    for name in suite.reference.metrics), path.name
-        assert all(set(values) == {"ntp", "mtp_heads", "mutor"} for values in suite.reference.metrics.values())
+        labels = {method.display_name for method in suite.methods}
+        table_row = not path.stem.startswith("gemma2b_t")  # a Table 1/2 row, not an ablation (Tables 3-17)
+        assert all(set(values) == {"ntp", "mtp_heads", "mutor"} if table_row else set(values) <= labels
+                   for values in suite.reference.metrics.values()), path.name
     heavy = ("torch", "mlflow", "ray", "scipy", "transformers", "matplotlib")
     code = ("import contextlib, io, json, sys\nfrom mtp_bench import cli\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
