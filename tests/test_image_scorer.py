@@ -120,7 +120,7 @@ def test_scorer_refuses_text_examples(patterns_setup) -> None:
 
 
 def test_vq_code_task_saves_codes_and_needs_a_decoder(tmp_path, patterns_setup, monkeypatch) -> None:
-    from tests.test_image_tasks import codes_params, write_codes
+    from test_image_tasks import codes_params, write_codes
 
     _, _, _, context = patterns_setup
     write_codes(tmp_path / "codes", codebook=3, classes=2)

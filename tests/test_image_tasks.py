@@ -109,11 +109,12 @@ def test_pattern_settings_too_small_are_refused() -> None:
 # ------------------------------------------------------------------------------------------ pre-extracted codes ----
 
 
-def write_codes(root, n: int = 6, views: int = 2, side: int = 4, codebook: int = 32, classes: int = 5, seed: int = 0):
+def write_codes(root, n: int = 6, views: int = 2, side: int = 4, codebook: int = 32, classes: int = 5, seed: int = 0,
+                size: int = 64):
     """A codes folder as LlamaGen's extract_codes_c2i.py writes it: <i>.npy of shape (1, views, side*side), labels
     of shape (1,), in imagenet<size>_codes / _labels."""
     rng = np.random.default_rng(seed)
-    codes_dir, labels_dir = root / "imagenet64_codes", root / "imagenet64_labels"
+    codes_dir, labels_dir = root / f"imagenet{size}_codes", root / f"imagenet{size}_labels"
     codes_dir.mkdir(parents=True)
     labels_dir.mkdir()
     for i in range(n):

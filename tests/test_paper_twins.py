@@ -51,17 +51,25 @@ ABLATIONS = {"gemma2b_t3_compute_matched": (1, 3), "gemma2b_t4_dmax": (3, 27), "
              "gemma2b_t6_registers": (3, 9), "gemma2b_t12_epochs10": (2, 6), "gemma2b_t12_epochs10_math": (2, 6),
              "gemma2b_t16_deepseek": (3, 9), "gemma2b_t16_deepseek_math": (3, 9), "gemma2b_t17_loss_weight": (2, 18)}
 
+# the image suites (Section 4.4; their own protocol, see tests/test_image_suites.py): (methods, trials)
+IMAGE_SUITES = {"imagenet_llamagen_b": (4, 4)}
+
 
 @pytest.mark.parametrize("path", PAPER_SUITES, ids=[p.stem for p in PAPER_SUITES])
-def test_paper_suite_validates_offline(path: Path, monkeypatch, capsys) -> None:
+def test_paper_suite_validates_offline(path: Path, monkeypatch, capsys, tmp_path) -> None:
     import datasets
 
     def no_hub(*args, **kwargs):
         raise AssertionError("validate must not reach the hub")
 
     monkeypatch.setattr(datasets, "load_dataset", no_hub)
+    if path.stem in IMAGE_SUITES:  # reads a folder of VQ codes (written here in LlamaGen's layout)
+        from test_image_tasks import write_codes
+
+        write_codes(tmp_path, side=16, codebook=16384, classes=1000, n=1002, size=256)
+        monkeypatch.setenv("MTP_BENCH_IMAGENET_CODES", str(tmp_path))
     assert cli.main(["validate", str(path)]) == 0
-    methods, trials = ABLATIONS.get(path.stem, (3, 3 if path.stem.startswith("llama3") else 9))
+    methods, trials = {**ABLATIONS, **IMAGE_SUITES}.get(path.stem, (3, 3 if path.stem.startswith("llama3") else 9))
     assert f"{methods} methods, {trials} trials" in capsys.readouterr().out
 
 

@@ -60,6 +60,11 @@ class ImageScorerParams(BaseModel):
     """With ``decoder``: torch-fidelity's second input: a folder of reference images (e.g. the ImageNet validation
     images at the sample resolution), or a registered input name. Needed for FID; IS needs none."""
 
+    @field_validator("decoder", "fid_reference", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value  # "${VAR:-}" in a suite: an unset variable means "not configured"
+
     @field_validator("decoder")
     @classmethod
     def _callable(cls, value: str | None) -> str | None:

@@ -51,6 +51,23 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "gpt2",
         dict(n_embd=128, n_layer=4, n_head=4, n_positions=2048, tie_word_embeddings=True),
     ),
+    # LlamaGen's GPT-B (the MuToR paper's image model): its SwiGLU width is 2 x 4 x 768 / 3 rounded up to a multiple
+    # of 256 = 2048, RMSNorm eps 1e-5, rotary base 10,000, an untied output layer. Our Llama has 1D rotary positions
+    # where LlamaGen uses 2D ones (see README, "Image generation").
+    "llamagen-b": (
+        "llama",
+        dict(
+            hidden_size=768,
+            intermediate_size=2048,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            num_key_value_heads=12,
+            max_position_embeddings=2048,
+            rms_norm_eps=1e-5,
+            rope_theta=10000.0,
+            tie_word_embeddings=False,
+        ),
+    ),
 }
 
 DESCRIPTIONS = {
@@ -58,5 +75,7 @@ DESCRIPTIONS = {
     "micro-llama": "Llama, 2 layers, width 32: for tests that must run in seconds",
     "tiny-qwen2": "Qwen2, 4 layers, width 128, grouped-query attention (4 query / 2 key-value heads)",
     "tiny-gpt2": "GPT-2, 4 layers, width 128, learned positions",
+    "llamagen-b": "LlamaGen GPT-B's shape (Llama, 12 layers, width 768, 12 heads, ~111M parameters with ImageNet's "
+                  "codebook): the MuToR paper's image model, for GPU users",
 }
 
