@@ -14,7 +14,6 @@ from mlflow import MlflowClient
 
 from conftest import REPO
 from mtp_bench import cli
-from test_image_tasks import write_codes
 
 IMAGE_SUITES = ["suites/image_digits.yaml", "suites/image_patterns.yaml"]
 
@@ -32,6 +31,8 @@ def test_image_suite_validates_without_heavy_imports(path: str) -> None:
 
 
 def test_paper_image_suite_needs_its_codes_folder(tmp_path, monkeypatch, capsys) -> None:
+    from test_image_tasks import write_codes
+
     suite = str(REPO / "suites" / "paper" / "imagenet_llamagen_b.yaml")
     monkeypatch.setenv("MTP_BENCH_IMAGENET_CODES", str(tmp_path / "missing"))
     assert cli.main(["validate", suite]) == 2
