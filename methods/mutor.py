@@ -32,43 +32,49 @@ How this file realises the paper for any Hugging Face causal LM that takes a 4D 
   what its anchor x_t sees, plus itself, and no other register. Sliding-window layers keep their window (a custom
   4D mask would otherwise silently lift it).
 
-**Images (paper Section 4.4).** An image sequence is a prompt ending in one class token, then the H x W image tokens
-in raster order, then EOS; the loss is on the image tokens and EOS only (the class token is the prompt).
+**Images** (paper Sections 3.4, 4.2 and Appendices A.2, B.2; read in a stored full text of arXiv 2505.10518, the
+NeurIPS 2025 version; the released code has no image part: its README says MuToR-2D code is planned). An image
+sequence is a prompt ending in one class token, then the H x W image tokens in raster order, then EOS; the loss is on
+the image tokens and EOS only (the class token is the prompt).
 
-- MuToR-1D (``layout: 1d``, the default) is text MuToR unchanged: d along the raster order, one d per sequence.
-- MuToR-2D (``layout: 2d``, ``grid: [H, W]``): a register after the token at cell (r, c) predicts the token at
-  (r + dy, c + dx), for a 2D offset (dy rows down, dx columns right) from ``offsets_2d``, if that cell is inside the
-  grid. That token is D = dy * W + dx steps ahead in raster order, so the register is exactly a 1D register with
-  d = D: same anchor rule, same attention (what its anchor sees, plus itself), same position rule. The whole 2D part
-  is the choice of anchors and targets (``mutor_grid.grid_registers``); the layout, mask and forward are shared.
-- The class token's register: the class token counts as the cell (0, -1) just left of the first image token, so its
-  register targets (dy, dx - 1) when that is in the grid; with (0, 1) it predicts image token 0 like NTP at the
-  class token (as d = 1 does in text). Our choice: the paper's text we could read does not say; this is the only
-  reading under which the class token is "the token before (0, 0)" in both raster order and the grid.
-- Positions. LlamaGen gives image token k the 2D rotary position of its own cell and its class token(s) no rotation
-  (``precompute_freqs_cis_2d`` in github.com/FoundationVision/LlamaGen, autoregressive/models/gpt.py). The harness's
-  models are Hugging Face causal LMs with 1D RoPE, which have no 2D coordinates to give; a 2D register gets the
-  position id anchor + D - 1, the position of the real token whose next-token prediction has the same target (the
-  text rule with d = D). So the register's query is rotated as if it were the NTP step that predicts its target, and
-  the model can tell a (1, 0) register from a (0, 1) one only by that distance (D = W vs 1), which is what a
-  raster-order model sees of the grid anyway. A model with 2D RoPE would instead give the register the target's 2D
-  cell (or the cell before it); that model is not in the harness (issue 18 names it the faithful choice).
-- Offsets: ``offsets_2d``, by default every cell of the window dy in 0..2, dx in -2..2 that comes after the anchor in
-  raster order (12 offsets: right, and the two rows below within two columns), less those a small grid cannot
-  hold. Our choice: the stored copies of the paper (arXiv 2505.10518) that we could read hold its abstract and
-  introduction, not the image section; a local window mirrors text MuToR's d_max = 4 (short horizons) in both
-  directions. Record the paper's set here when it is read.
-- Sampling: one offset per register (``offset_sampling: register``, the layout-2d default), uniform over the
-  offsets whose target is inside the grid at that anchor, so every anchor that can hold a register gets one; or one
-  per sequence like text (``sequence``), anchors where it leaves the grid then get none. Our choice (not read in the
-  paper): per register, because 2D offsets are many and sparse registers (80 per image) would otherwise train one
-  offset per image.
-- Sparse registers (``registers_per_sequence``): that many per image, uniformly among the anchors that hold one (the
-  paper's Table 8: 80 registers per 256-token image, about +30% sequence length; source: issue 18 and
-  /work/shared/notes/paper-protocol.md, from the paper's tables).
-- Metrics: ``loss/h{dy}_{dx}`` and ``acc/h{dy}_{dx}`` per 2D offset (``h1_-1``: one row down, one column left)
-  besides ``loss/reg``/``acc/reg``; ``registers: per_offset`` gives each 2D offset its own embedding. No drafter:
-  a 2D register predicts off the raster path, which a speculative decoder verifies.
+- MuToR-1D (``layout: 1d``, the default) is text MuToR unchanged: d along the raster order, one d per sequence
+  (paper: "MuToR-1D with 1D offsets (as in language modeling)", d_max = 4 in Table 7).
+- MuToR-2D (``layout: 2d``, ``grid: [H, W]``), paper Section 3.4: per sequence, a 2D offset (d_h, d_w) with both
+  uniform in 1..d_max_2D, (1, 1) excluded, and "the rasterized offset" d = (d_h - 1) * w + d_w - 1; "each register
+  token r_d predicts the token d steps ahead in the sequence, with all other components (attention masking,
+  positional embeddings, and loss) implemented identically". Here (dy, dx) = (d_h - 1, d_w - 1): a register after
+  the token at cell (r, c) predicts the token at (r + dy, c + dx), which is D = dy * W + dx steps ahead, so it *is* a
+  1D register with d = D: same anchor rule, attention and position rule. The 2D part is only the choice of anchors and
+  targets (``mutor_grid.grid_registers``); layout, mask and forward are shared with text.
+- Offsets: by default the paper's best neighbourhood, d_max_2D = 4 (Table 7; Table 9 tries 3, 4, 5 = 8, 15, 24
+  targets): dy, dx in 0..3 without (0, 0), 15 offsets. ``offsets_2d`` lists others (left offsets allowed; ours).
+- Sampling: one offset per sequence (``offset_sampling: sequence``, the paper's). ``register`` (ours) draws one per
+  register among the offsets whose target fits the grid at that anchor.
+- Grid edges (our choice; not stated in the paper): a register whose target cell (r + dy, c + dx) is outside the grid
+  gets no slot, as text MuToR drops one past the end. Read literally, "the token d steps ahead in the sequence" would
+  instead wrap past the right edge to the start of a lower row; that token is not in the 2D neighbourhood the paper
+  draws (its Figure 3), so we drop it.
+- The class token's register (our choice; not stated): the class token counts as the cell (0, -1) just left of the
+  first image token, so its register targets (dy, dx - 1) when that is in the grid; with (0, 1) it predicts image
+  token 0 like NTP at the class token. This matches the paper's count of 256 registers for a 256-token image in the
+  dense setting (after the class token and image tokens 0..254, as in text: after every token whose successor is a
+  target).
+- Positions: the paper's model is LlamaGen-B, whose RoPE is "extended to two dimensions" (A.2): LlamaGen looks up
+  sequence index k's rotation in a table of the grid cells (``precompute_freqs_cis_2d`` in
+  github.com/FoundationVision/LlamaGen, autoregressive/models/gpt.py; class tokens get none), so the paper's register
+  position t + D - 1 there means the 2D cell of the raster token before the target. The harness's models are Hugging
+  Face causal LMs with 1D RoPE: a 2D register gets position id anchor + D - 1, the position of the real token whose
+  next-token prediction has the same target, exactly the paper's index; only its rotation is 1D (the model tells a
+  (1, 0) register from a (0, 1) one by the distance W vs 1, as a raster-order model sees the grid anyway).
+- Sparse registers (``registers_per_sequence``): the paper inserts 80 "randomly placed" registers per 256-token image
+  (about +30% sequence length; Tables 8, 9, 15), "random positions for each training sample" (A.2); here that many
+  per image, uniformly among the anchors that hold one (all of them if fewer).
+- Paper's image recipe, for suites (A.2): a = 0.5; class embedding dropped with probability 0.1; sampling with
+  temperature 1.0 and guidance scale 2.0 (l_u + 2 (l_c - l_u)), no top-k or top-p stated; 360K steps, AdamW
+  (0.9, 0.95), weight decay 0.05, constant learning rate 4e-4, batch 1024.
+- Metrics: ``loss/h{dy}_{dx}`` and ``acc/h{dy}_{dx}`` per 2D offset (e.g. ``h1_3``: one row down, three columns
+  right) besides ``loss/reg``/``acc/reg``; ``registers: per_offset`` gives each 2D offset its own embedding. No
+  drafter: a 2D register predicts off the raster path, which a speculative decoder verifies.
 """
 
 from __future__ import annotations
@@ -202,9 +208,9 @@ class MuToR:
         p = self.params
         if p.layout == "2d":
             assert p.grid is not None  # the params' validator guarantees it
-            return grid_registers(labels, p.grid, p.grid_offsets(), p.sampling() == "register",
+            return grid_registers(labels, p.grid, p.grid_offsets(), p.offset_sampling == "register",
                                   p.registers_per_sequence, generator)
-        shape = labels.shape if p.sampling() == "register" else labels.shape[:1]
+        shape = labels.shape if p.offset_sampling == "register" else labels.shape[:1]
         d = torch.randint(p.d_min, p.d_max + 1, shape, generator=generator, device=labels.device)
         layout, register_targets = select_registers(labels, d, p.registers_per_sequence, generator)
         return layout, register_targets, layout.offsets

@@ -16,13 +16,10 @@ class NTPParams(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
-# MuToR-2D's default offsets (dy rows down, dx columns right): every cell of the 3 x 5 window below and to the right
-# of the anchor that comes after it in raster order. Not stated in the paper's stored text that we could read; see
-# methods/mutor.py for why this window.
-DEFAULT_OFFSETS_2D: tuple[tuple[int, int], ...] = (
-    (0, 1), (0, 2),
-    (1, -2), (1, -1), (1, 0), (1, 1), (1, 2),
-    (2, -2), (2, -1), (2, 0), (2, 1), (2, 2),
+# MuToR-2D's default offsets (dy rows down, dx columns right): the paper's d_max_2D = 4 neighbourhood (arXiv
+# 2505.10518, Section 3.4 and Table 7): (d_h, d_w) in {1..4}^2 without (1, 1), i.e. (dy, dx) = (d_h - 1, d_w - 1).
+DEFAULT_OFFSETS_2D: tuple[tuple[int, int], ...] = tuple(
+    (dy, dx) for dy in range(4) for dx in range(4) if (dy, dx) != (0, 0)
 )
 
 
@@ -68,13 +65,15 @@ class MuToRParams(BaseModel):
 
     offsets_2d: list[tuple[int, int]] | None = None
     """Layout 2d: the offsets (dy, dx) a register may be given; each must lie after its anchor in raster order
-    (dy >= 0, and dx >= 1 when dy = 0) and be able to land inside the grid (dy < height, |dx| < width). None: every
-    cell of the 3 x 5 window ``dy in 0..2, dx in -2..2`` after the anchor (12 offsets), less those the grid cannot
-    hold."""
+    (dy >= 0, and dx >= 1 when dy = 0) and be able to land inside the grid (dy < height, |dx| < width). None: the
+    paper's neighbourhood, dy and dx in 0..3 but not both 0 (15 offsets; its d_max_2D = 4), less those the grid
+    cannot hold. Offsets to the left (dx < 0) are allowed but are not the paper's."""
 
-    offset_sampling: Literal["sequence", "register"] | None = None
-    """How offsets are drawn, uniformly: one per ``sequence`` (every register of a sequence predicts the same offset,
-    the paper's text protocol) or one per ``register``. None: ``sequence`` for layout 1d, ``register`` for 2d."""
+    offset_sampling: Literal["sequence", "register"] = "sequence"
+    """How offsets are drawn: one per ``sequence``, uniform over the offsets (every register of a sequence predicts the
+    same offset; registers whose target leaves the sequence or grid are dropped; the paper's protocol for text and
+    images), or one per ``register`` (ours, not the paper's): in 1d uniform over d_min..d_max, dropped past the end;
+    in 2d uniform over the offsets whose target is inside the grid at that anchor."""
 
     @model_validator(mode="after")
     def _offsets_ordered(self) -> MuToRParams:
@@ -110,12 +109,6 @@ class MuToRParams(BaseModel):
             return [tuple(offset) for offset in self.offsets_2d]
         height, width = self.grid
         return [(dy, dx) for dy, dx in DEFAULT_OFFSETS_2D if dy < height and abs(dx) < width]
-
-    def sampling(self) -> Literal["sequence", "register"]:
-        """The offset sampling in force (``offset_sampling``, or the layout's default)."""
-        if self.offset_sampling is not None:
-            return self.offset_sampling
-        return "sequence" if self.layout == "1d" else "register"
 
 
 def _check_offsets_2d(offsets: list[tuple[int, int]], height: int, width: int) -> None:

@@ -143,28 +143,34 @@ def test_every_drawn_register_targets_its_cell_plus_offset():
 
 
 def test_per_register_offsets_are_uniform_where_every_offset_fits():
-    # 16 x 16 grid, the default 12 offsets: an anchor at rows 0..13, columns 2..13 can take any of them.
+    # offset_sampling register, 16 x 16 grid, the default 15 offsets: an anchor at rows 0..12, columns 0..12 can take
+    # any of them.
     batch = image_batch(random_images(7, 40, 256))
     offsets = MuToRParams(layout="2d", grid=(16, 16)).grid_offsets()
     layout, _, ids = grid_registers(batch.labels, (16, 16), offsets, True, generator=generator(4))
     j = layout.anchors - 2  # image index of each anchor (prompt [BOS, class])
-    interior = layout.valid & (j >= 0) & (j // 16 <= 13) & (j % 16 >= 2) & (j % 16 <= 13)
-    frequencies = torch.bincount(ids[interior], minlength=12).float() / interior.sum()
-    assert (frequencies - 1 / 12).abs().max() < 0.012  # about 3.5 sigma at n = 40 x 168
+    interior = layout.valid & (j >= 0) & (j // 16 <= 12) & (j % 16 <= 12)
+    frequencies = torch.bincount(ids[interior], minlength=15).float() / interior.sum()
+    assert (frequencies - 1 / 15).abs().max() < 0.011  # about 3.5 sigma at n = 40 x 169
 
 
-def test_one_offset_per_sequence_when_asked():
-    batch = image_batch(random_images(2, 6, 12))
-    t = mutor(grid=(3, 4), offset_sampling="sequence").transform(batch, generator(1)).tensors
-    for row in range(6):
-        assert len(set(t["offset_ids"][row][t["register_valid"][row]].tolist())) == 1
+def test_one_offset_per_sequence_by_default_uniform_over_the_offsets():
+    # The paper's protocol: each sequence draws one (dy, dx); its registers all predict that offset.
+    batch = image_batch(random_images(2, 3000, 16))
+    t = mutor(grid=(4, 4)).transform(batch, generator(1)).tensors
+    valid = t["register_valid"]
+    assert all(len(set(t["offset_ids"][row][valid[row]].tolist())) == 1 for row in range(20))
+    first = t["offset_ids"][:, 0]  # slot 0 holds a register in every row: the class token's, or x0's
+    assert valid[:, 0].all()
+    frequencies = torch.bincount(first, minlength=15).float() / 3000
+    assert (frequencies - 1 / 15).abs().max() < 0.017  # about 3.7 sigma at n = 3000
 
 
 # ----------------------------------------------------------------------------------------- exactness ----
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_registers_never_change_image_token_logits(attn):
     model = make_model("llama", attn)
-    method = mutor(grid=(3, 4))
+    method = mutor(grid=(3, 4), offset_sampling="register")
     extra = method.prepare(model, None)
     extra.register.data.normal_()  # an arbitrary register: nothing of it may reach the real tokens
     batch = image_batch(random_images(3, 3, 12, prompts=[[0, 4], [6], [0, 7]]))
@@ -203,7 +209,7 @@ def test_loss_terms_per_offset_add_up_and_per_offset_registers_learn():
     model_batch = method.transform(image_batch(random_images(5, 4, 12)), generator(2))
     output = method.loss(model, extra, model_batch)
     names = [f"h{dy}_{dx}" for dy, dx in offsets]
-    assert "loss/h1_-2" in output.sums and "acc/h2_2" in model_batch.counts
+    assert "loss/h1_3" in output.sums and "acc/h2_2" in model_batch.counts and len(names) == 11
     assert sum(int(model_batch.counts[f"loss/{n}"]) for n in names) == int(model_batch.counts["loss/reg"])
     assert sum(output.sums[f"loss/{n}"] for n in names).item() == pytest.approx(output.sums["loss/reg"].item(),
                                                                                 rel=1e-5)
@@ -217,7 +223,7 @@ def test_loss_terms_per_offset_add_up_and_per_offset_registers_learn():
 # --------------------------------------------------------------------------------------------- sparse ----
 def test_sparse_registers_exactly_per_image_and_reproducible():
     batch = image_batch(random_images(6, 5, 16))
-    method = mutor(grid=(4, 4), registers_per_sequence=6)
+    method = mutor(grid=(4, 4), registers_per_sequence=6, offset_sampling="register")
     draws = [method.transform(batch, generator(seed)).tensors for seed in range(5)]
     assert all(d["register_valid"].sum(1).tolist() == [6] * 5 for d in draws)
     again = method.transform(batch, generator(0)).tensors
@@ -235,6 +241,13 @@ def test_sparse_registers_exactly_per_image_and_reproducible():
             assert not v or table[int(a)] == (int(y), int(i))
 
 
+def test_sparse_registers_with_one_offset_per_sequence():
+    # 8 x 8 grid, 20 registers (the digits suite's sparse setting): even (3, 3) leaves 25 image anchors.
+    batch = image_batch(random_images(8, 30, 64))
+    t = mutor(grid=(8, 8), registers_per_sequence=20).transform(batch, generator(5)).tensors
+    assert t["register_valid"].sum(1).tolist() == [20] * 30
+
+
 def test_sparse_registers_take_all_when_fewer_are_eligible():
     # Grid 2 x 2 and offset (1, 1): only the class token (0, -1) and x0 can anchor a register (targets x2, x3).
     batch = image_batch([([0, CLASS], [10, 11, 12, 13])])
@@ -244,12 +257,13 @@ def test_sparse_registers_take_all_when_fewer_are_eligible():
 
 # -------------------------------------------------------------------------------------------- settings ----
 def test_params_defaults_and_validation():
-    assert MuToRParams().layout == "1d" and MuToRParams().sampling() == "sequence"
-    params = MuToRParams(layout="2d", grid=(3, 4))
-    assert params.sampling() == "register"
-    assert params.grid_offsets() == [(0, 1), (0, 2), (1, -2), (1, -1), (1, 0), (1, 1), (1, 2),
-                                     (2, -2), (2, -1), (2, 0), (2, 1), (2, 2)]
-    assert MuToRParams(layout="2d", grid=(2, 2)).grid_offsets() == [(0, 1), (1, -1), (1, 0), (1, 1)]
+    assert MuToRParams().layout == "1d" and MuToRParams(layout="2d", grid=(8, 8)).offset_sampling == "sequence"
+    # The paper's d_max_2D = 4 neighbourhood: (d_h, d_w) in {1..4}^2 without (1, 1), as (dy, dx) = (d_h-1, d_w-1).
+    assert MuToRParams(layout="2d", grid=(16, 16)).grid_offsets() == [
+        (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3), (2, 0), (2, 1), (2, 2), (2, 3), (3, 0), (3, 1), (3, 2),
+        (3, 3)]
+    assert len(MuToRParams(layout="2d", grid=(3, 4)).grid_offsets()) == 11  # dy = 3 cannot fit 3 rows
+    assert MuToRParams(layout="2d", grid=(2, 2)).grid_offsets() == [(0, 1), (1, 0), (1, 1)]
     # A suite completes params with their defaults (d_min, d_max included) and the trial validates them again.
     again = MuToRParams.model_validate(MuToRParams(layout="2d", grid=(3, 4), offsets_2d=[(1, -1)]).model_dump(
         mode="json"))
