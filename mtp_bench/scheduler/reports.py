@@ -23,6 +23,7 @@ class TrialReport:
     node: str | None = None  # where it ran (Ray node id or host name)
     attempt: int = 1  # 1 on the first try; retries count up
     lock_retries: int = 0  # store writes of this trial retried because SQLite was locked
+    started_at: float | None = None  # when the trial's own timer started (seconds since the epoch)
 
 
 def new_report(trial: TrialConfig, status: str = FAILED, node: str | None = None) -> TrialReport:

@@ -118,14 +118,18 @@ def execute_trial(
     run: RunFn | None = None,
     on_metrics: Callable[[dict[str, float], int], None] | None = None,
     on_open: Callable[[OpenedRun], None] | None = None,
+    tracker: Any = None,
 ) -> TrialReport:
     """Run one trial (``run``: in this process by default, or data-parallel through Ray Train), recording it in its
-    own MLflow run. Never raises for a failing trial, except to pass on a KeyboardInterrupt."""
+    own MLflow run (through ``tracker`` when the caller already opened the store, e.g. a pool worker that runs many
+    trials). Never raises for a failing trial, except to pass on a KeyboardInterrupt."""
     started = time.perf_counter()
     retries_before = tracking.lock_retries()
     report = new_report(trial, node=node)
+    report.started_at = time.time()
     try:
-        tracker = tracking.Tracker(trial.tracking.uri, trial.tracking.experiment or trial.suite)
+        if tracker is None:
+            tracker = tracking.Tracker(trial.tracking.uri, trial.tracking.experiment or trial.suite)
         opened = open_trial_run(tracker, trial, parent_id, resume)
     except (Exception, SystemExit) as exc:  # nothing is recorded: the report is all there is
         report.error = f"could not open the trial's run in {trial.tracking.uri}: {short_error(exc)}"
