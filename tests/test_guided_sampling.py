@@ -138,3 +138,14 @@ def test_bad_arguments_are_named():
         sample(model, top_p=0.0)
     with pytest.raises(ValueError, match="allowed_token_ids is empty"):
         sample(model, allowed_token_ids=[])
+
+
+def test_runs_under_bf16_autocast_within_the_allowed_set(model):
+    # The image scorer samples under the trial's autocast; guidance and sampling still run in float32 / float64.
+    allowed = list(range(20, 36))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rows = sample(model, unconditional_prompts=UNCONDITIONAL, cfg_scale=2.0, allowed_token_ids=allowed,
+                      generator=gen(13))
+        again = sample(model, unconditional_prompts=UNCONDITIONAL, cfg_scale=2.0, allowed_token_ids=allowed,
+                       generator=gen(13))
+    assert rows == again and all(len(r) == 6 and set(r) <= set(allowed) for r in rows)
