@@ -192,6 +192,10 @@ def test_metric_classification_bounds_and_names() -> None:
     assert human_label("test/exact_match/exact_match") == "test exact match"
     assert human_label("step") == "optimiser step"
     assert human_label("val/gsm8k/exact_match") == "validation GSM8K exact match"
+    # MuToR-2D's per-offset accuracies (rows down, columns right) are per-horizon rows, bounded, read as offsets
+    assert classify("last/test/acc/h1_-1", scorers) == ("per-horizon accuracy", "last", "test/acc/h1_-1")
+    assert is_bounded("test/acc/h0_2")
+    assert human_label("val/acc/h1_-1") == "validation accuracy offset (1,-1)"
     assert short_name("test/exact_match/exact_match") == "exact_match"
 
 

@@ -25,7 +25,8 @@ COST_METRICS = ("params/extra", "params/total", "train/flops_total", "train/seco
                 "train/tokens_processed_total")
 UNIT_BOUNDS = (0.0, 1.0)
 NON_NEGATIVE = (0.0, math.inf)
-_HORIZON = re.compile(r"test/acc/(ntp|h\d+)")
+_HORIZON = re.compile(r"test/acc/(ntp|h\d+|h\d+_-?\d+)")  # h{d} ahead, or h{dy}_{dx}: a 2D offset (MuToR-2D)
+_OFFSET_2D = re.compile(r"h(\d+)_(-?\d+)")
 _BOUNDED_PART = re.compile(r"(acc|accuracy|exact_match|.*_(accuracy|acc|match|rate)|(rouge|acceptance|f1|precision"
                            r"|recall).*)")
 _UNBOUNDED_PART = re.compile(r"loss|tau|speedup|flops.*|seconds.*|tokens.*|step|params")
@@ -67,12 +68,14 @@ def bounds(metric: str) -> tuple[float, float] | None:
 def human_label(metric: str) -> str:
     """A metric key as people read it: ``test/exact_match/exact_match`` -> ``test exact match``,
     ``val/star_graph/first_step_accuracy`` -> ``validation star graph first step accuracy``, ``test/acc/h2`` ->
-    ``test accuracy h2``. Repeated words (scorer and metric of one name) are said once."""
+    ``test accuracy h2``, ``val/acc/h1_-1`` -> ``validation accuracy offset (1,-1)`` (rows down, columns right).
+    Repeated words (scorer and metric of one name) are said once."""
     if metric in LABELS:
         return LABELS[metric]
     words: list[str] = []
     for part in metric.split("/"):
-        phrase = _WORDS.get(part, part.replace("_", " "))
+        offset = _OFFSET_2D.fullmatch(part)
+        phrase = f"offset ({offset[1]},{offset[2]})" if offset else _WORDS.get(part, part.replace("_", " "))
         for word in phrase.split(" "):
             if word and word not in words:
                 words.append(word)
