@@ -94,9 +94,11 @@ def test_scorer_samples_every_class_and_measures_it(patterns_setup) -> None:
     codes = np.load(io.BytesIO(result.files["codes.npy"]))
     assert codes.shape == (6, 16) and codes.dtype == np.int64  # (N, H*W): what a LlamaGen decode_code reads
     assert np.load(io.BytesIO(result.files["labels.npy"])).tolist() == [0, 0, 0, 1, 1, 1]
-    again = ImageScorer(ImageScorerParams(samples_per_class=3, grids_per_class=0)).score(context, splits.validation)
+    again = ImageScorer(ImageScorerParams(samples_per_class=3, grids_per_class=0)).score(context, splits.test)
     assert [r["codes"] for r in again.samples] == [r["codes"] for r in result.samples]  # seeded: paired draws
     assert "samples.png" not in again.files
+    other = ImageScorer(ImageScorerParams(samples_per_class=3)).score(context, splits.validation)
+    assert [r["codes"] for r in other.samples] != [r["codes"] for r in result.samples]  # another split: fresh draws
 
 
 def test_guidance_scale_one_needs_no_null_class(patterns_setup) -> None:

@@ -2,8 +2,8 @@
 
 For each class the scorer samples ``samples_per_class`` images (prompt: the class word; guidance: the null class;
 only code tokens are sampled, exactly ``H * W`` of them) with the shared sampler
-(:func:`mtp_bench.evaluation.sampling.sample_generate`), seeded so every evaluation, method and trial seed draws with
-the same random numbers. The examples it is given only name the task (their records carry it) and, with
+(:func:`mtp_bench.evaluation.sampling.sample_generate`), seeded by ``seed`` and the split: every evaluation, method and
+trial seed draws with the same random numbers on a split, and validation and test draw independently. The examples it is given only name the task (their records carry it) and, with
 ``reference: split``, give the real images to compare against.
 
 Tasks whose codes decode to pixels (the grey-level quantiser: ``image_digits``, ``image_patterns``) get, from a
@@ -24,6 +24,7 @@ grid of samples per evaluation, beside the per-sample rows.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, ClassVar
 
 import numpy as np
@@ -87,7 +88,15 @@ class ImageScorer:
             raise DataError(f"image scorer: classes {bad} are outside the task's 0..{task.num_classes - 1}")
         return list(chosen)
 
-    def sample(self, context: EvalContext, task: Any, labels: list[int]) -> np.ndarray:
+    def draw_seed(self, examples: list[Example]) -> int:
+        """The sampler's seed: ``seed`` and the examples scored. One split gets the same draws at every evaluation
+        and for every method and trial seed (paired comparisons); validation and test get independent draws, so a
+        checkpoint selected on validation samples is reported on fresh ones."""
+        names = ",".join(str(e.record.get("index", i)) for i, e in enumerate(examples))
+        digest = hashlib.sha256(f"{self.params.seed}/{names}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+    def sample(self, context: EvalContext, task: Any, labels: list[int], seed: int = 0) -> np.ndarray:
         """``(N, H, W)`` code grids, one per label."""
         tokenizer, p = context.tokenizer, self.params
         grid = task.image_tokenizer().grid
@@ -106,14 +115,14 @@ class ImageScorer:
                 context.model, prompts, num_new_tokens=grid[0] * grid[1], pad_id=tokenizer.pad_token_id,
                 unconditional_prompts=unconditional, cfg_scale=p.cfg_scale, temperature=p.temperature,
                 top_k=p.top_k, top_p=p.top_p, allowed_token_ids=code_ids, batch_size=p.batch_size or context.batch_size,
-                generator=torch.Generator().manual_seed(p.seed), bidirectional_prompt=context.bidirectional_prompt)
+                generator=torch.Generator().manual_seed(seed), bidirectional_prompt=context.bidirectional_prompt)
         code_of = {token: code for code, token in enumerate(code_ids)}
         return np.asarray([[code_of[t] for t in row] for row in tokens], dtype=np.int64).reshape(-1, *grid)
 
     def score(self, context: EvalContext, examples: list[Example]) -> ScoreResult:
         task = rebuild_task(examples)
         labels = [k for k in self.classes(task) for _ in range(self.params.samples_per_class)]
-        codes = self.sample(context, task, labels)
+        codes = self.sample(context, task, labels, self.draw_seed(examples))
         label_array = np.asarray(labels, dtype=np.int64)
         rows = [{"index": i, "class": k, "codes": codes[i].reshape(-1).tolist(), "scores": {}}
                 for i, k in enumerate(labels)]

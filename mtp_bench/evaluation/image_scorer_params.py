@@ -33,8 +33,9 @@ class ImageScorerParams(BaseModel):
     """Nucleus sampling (LlamaGen: 1.0, off)."""
 
     seed: int = 0
-    """Seed of the sampler: the same images are drawn at every evaluation and for every method and trial seed, so
-    methods are compared on paired draws."""
+    """Seed of the sampler, combined with the split scored: a split gets the same random numbers at every evaluation
+    and for every method and trial seed (paired draws); validation and test draw independently (a checkpoint chosen
+    on validation samples is reported on fresh ones)."""
 
     batch_size: int | None = Field(default=None, ge=1)
     """Images per forward; default: ``evaluation.batch_size`` (a guided image takes two rows)."""
