@@ -151,3 +151,24 @@ def test_reused_and_fresh_ray_workers_give_the_same_results_and_a_grid_reuses_it
         assert len(started) == 2  # two worker processes for the four trials
     finally:
         ray.shutdown()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ctrl_c_during_a_ray_grid_marks_running_trials_and_the_invocation_killed(tmp_path, gsm8k_dir, store,
+                                                                                  monkeypatch):
+    from mtp_bench import tracking
+    from mtp_bench.scheduler import live, run_suite
+
+    def interrupt(self, trial_id, *args, **kwargs):  # the user presses Ctrl-C once a trial has opened its run
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(live.GridView, "start", interrupt)
+    suite = load_suite(write_suite(tmp_path, tiny_suite(tmp_path, gsm8k_dir, grid={"seeds": [0, 1]})),
+                       ["train.max_steps=50"])
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, expand_grid(suite), use_ray=True)
+    tracker = tracking.Tracker(store, suite.name)
+    runs = tracker.trial_runs()
+    assert runs and all(r.info.status == tracking.KILLED for r in runs)  # --resume continues them
+    assert [r.info.status for r in tracker.invocation_runs(suite.name)] == [tracking.KILLED]

@@ -130,7 +130,7 @@ def _reading(r: dict[str, Any]) -> str:
     if overhead > GOAL_OVERHEAD_S and math.isfinite(r.get("start_up_s", math.nan)):
         text += (f" Most of it is start-up paid once per worker ({r['start_up_s']:.1f} s until every worker ran a "
                  f"trial: a worker process imports torch, transformers and MLflow), spread over only "
-                 f"{r['trials'] / r['workers']:.0f} trials a worker; a longer grid spreads it thinner.")
+                 f"{r['trials'] / r['workers']:g} trial(s) a worker; a longer grid spreads it thinner.")
     return text
 
 

@@ -202,7 +202,15 @@ def run_pool(pool: WorkerPool, trials: list[TrialConfig], *, parent_id: str | No
                     pool.give_back(trial, worker)
                 finish(trial, report)
     except KeyboardInterrupt:
-        _interrupted([trial for trial, _ in running.values()], opened, drain, tracker_for)
+        for _, worker in running.values():  # stopped first, so that no run opens after the look-up below
+            ray.kill(worker, no_restart=True)
+        with contextlib.suppress(Exception, KeyboardInterrupt):  # best effort: a second Ctrl-C, Ray going down
+            ray.wait(list(running), num_returns=len(running), timeout=5)
+            drain()
+        for trial, _ in running.values():  # KILLED: --resume continues them
+            run_id = _run_of(trial, opened, parent_id, tracker_for)[1]
+            if run_id is not None:
+                tracker_for(trial).finish_unless_final(run_id, None)
         raise
     finally:
         for _, worker in running.values():
@@ -212,18 +220,27 @@ def run_pool(pool: WorkerPool, trials: list[TrialConfig], *, parent_id: str | No
     return reports
 
 
+def _run_of(trial: TrialConfig, opened: dict[str, tuple[str, str, int]], parent_id: str | None,
+            tracker_for: Callable[[TrialConfig], Any]) -> tuple[str | None, str | None, int | None]:
+    """(node, run id, attempt) of the trial's run in this invocation: from its worker's message, else (a worker
+    stopped before its message left) from the store."""
+    if trial.trial_id in opened:
+        return opened[trial.trial_id]
+    if parent_id:
+        runs = tracker_for(trial).trial_runs(trial.trial_id)
+        ours = [r for r in runs if r.data.tags.get(T.TAG_INVOCATION) == parent_id]
+        if ours:
+            return None, ours[0].info.run_id, int(ours[0].data.tags.get(T.TAG_ATTEMPT, "1"))
+    return None, None, None
+
+
 def _lost(trial: TrialConfig, exc: Exception, opened: dict[str, tuple[str, str, int]], parent_id: str | None,
           tracker_for: Callable[[TrialConfig], Any], tries: int) -> TrialReport:
     """The report of a trial whose process died on its ``tries``-th try; on its last try its run is recorded FAILED
     (a run still RUNNING is what a retry reopens)."""
-    node, run_id, attempt = opened.get(trial.trial_id, (None, None, tries))
-    if run_id is None and parent_id:  # died before its "open" message left: find its run in the store
-        runs = tracker_for(trial).trial_runs(trial.trial_id)
-        ours = [r for r in runs if r.data.tags.get(T.TAG_INVOCATION) == parent_id]
-        if ours:
-            run_id, attempt = ours[0].info.run_id, int(ours[0].data.tags.get(T.TAG_ATTEMPT, "1"))
+    node, run_id, attempt = _run_of(trial, opened, parent_id, tracker_for)
     report = new_report(trial, FAILED, node)
-    report.run_id, report.attempt = run_id, attempt
+    report.run_id, report.attempt = run_id, attempt or tries
     report.error = f"trial process lost: {_death(exc)}"
     if tries > trial.resources.max_retries and run_id is not None:
         tracker_for(trial).finish_unless_final(run_id, report.error)
@@ -235,13 +252,3 @@ def _death(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     detail = next((line for line in lines if "exit detail" in line.lower()), None)
     return (detail or (lines[0] if lines else "no error recorded (killed, out of memory, or its node was lost)"))[:500]
-
-
-def _interrupted(trials: list[TrialConfig], opened: dict[str, tuple[str, str, int]], drain: Callable[[], None],
-                 tracker_for: Callable[[TrialConfig], Any]) -> None:
-    """Runs of trials stopped by an interruption are KILLED: ``--resume`` continues them."""
-    with contextlib.suppress(Exception):  # best effort: the mailbox may be gone with Ray
-        drain()
-    for trial in trials:
-        if trial.trial_id in opened:
-            tracker_for(trial).finish_unless_final(opened[trial.trial_id][1], None)
