@@ -21,7 +21,7 @@ from scipy import stats as scipy_stats
 
 from mtp_bench import cli
 from mtp_bench.analysis.comparison import build_comparison
-from mtp_bench.analysis.names import classify, human_label, is_bounded, short_name
+from mtp_bench.analysis.names import bounds, classify, human_label, is_bounded, short_name
 from mtp_bench.analysis.render import print_comparison
 from mtp_bench.analysis.runs import shared_cell
 from mtp_bench.tracking.store import Store
@@ -195,6 +195,9 @@ def test_metric_classification_bounds_and_names() -> None:
     # MuToR-2D's per-offset accuracies (rows down, columns right) are per-horizon rows, bounded, read as offsets
     assert classify("last/test/acc/h1_-1", scorers) == ("per-horizon accuracy", "last", "test/acc/h1_-1")
     assert is_bounded("test/acc/h0_2")
+    # image metrics: consistency is a proportion; distances and Inception-style scores are only non-negative
+    assert is_bounded("test/image/class_consistency") and is_bounded("test/image/validity_rate")
+    assert bounds("test/image/classifier_frechet_distance") == bounds("test/image/classifier_score") == (0.0, math.inf)
     assert human_label("val/acc/h1_-1") == "validation accuracy offset (1,-1)"
     assert short_name("test/exact_match/exact_match") == "exact_match"
 
