@@ -175,7 +175,7 @@ def test_rouge_scorer_on_real_dialogsum_references() -> None:
 
 
 def test_math_scorer_works_outside_the_main_thread() -> None:
-    """Ray Tune runs a trial in a worker thread, where math-verify's signal-based time limits cannot be set."""
+    """A caller may score from a worker thread, where math-verify's signal-based time limits cannot be set."""
     import threading
 
     results: list[object] = []

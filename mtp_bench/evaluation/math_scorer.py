@@ -9,7 +9,8 @@ intervals, matrices and equations included).
 rows); ``boxed_rate`` is the share of completions holding a ``\\boxed{...}`` at all, which tells a model that reasons
 wrongly from one that never learned the answer format. The gold answer is parsed as if it were boxed, so plain ``18``
 and LaTeX ``\\frac{\\pi}{2}`` are both read. math-verify's time limits use ``signal.alarm``, which works only in a
-process's main thread; elsewhere (a Ray Tune trial's thread) they are switched off.
+process's main thread (where trials run, under Ray and `--no-ray` alike); elsewhere (e.g. a thread of a caller's own)
+they are switched off.
 """
 
 from __future__ import annotations
