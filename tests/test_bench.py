@@ -247,3 +247,24 @@ def test_makespan_part(tmp_path: Path) -> None:
     assert cli.main(["bench", "--quick", "--parts", "makespan", "--out", str(out)]) == 0
     row = table(section(out.read_text(), "makespan"))[0]
     assert sane(first_number(row["makespan / ideal"])) and first_number(row["trials"]) == QUICK.makespan_trials
+
+
+def test_quickstart_phases_are_read_from_the_live_view() -> None:
+    from mtp_bench.bench.quickstart import events
+
+    output = "quickstart: 2 trials (Ray)\n[7s] ntp seed=0: started on n1\n[1m41s] ntp seed=0: finished\n" \
+             "[1m42s] mutor seed=0: started on n1\n[1h02m] mutor seed=0: finished\n[2m] note: not an event\n"
+    assert events(output) == ([7.0, 102.0], [101.0, 3720.0])
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_quickstart_part(tmp_path: Path) -> None:
+    """The README's main job as a fresh process (shrunk by --quick): wall time, trials and phases in the table."""
+    out = tmp_path / "benchmarks.md"
+    assert cli.main(["bench", "--quick", "--parts", "quickstart", "--out", str(out)]) == 0
+    text = section(out.read_text(), "quickstart")
+    row = table(text)[0]
+    assert first_number(row["trials"]) == 2 and sane(first_number(row["wall (s)"]))
+    assert first_number(row["until the first trial started (s)"]) <= first_number(row["wall (s)"])
+    assert "Smoke test" in text

@@ -76,3 +76,30 @@ def test_plain_text_task_holds_out_documents(tmp_path) -> None:
     assert len(test) == 4 and len(train) == 36 and not {r["text"] for r in train} & {r["text"] for r in test}
     with pytest.raises(ValueError, match="does not exist"):
         PlainTextParams(train_file=str(tmp_path / "missing.txt"))
+
+
+@pytest.mark.parametrize("kind", ["bpe", "word"])
+def test_backend_encoding_equals_the_hugging_face_call(kind, tmp_path, monkeypatch) -> None:
+    """tokenize() encodes through the Rust backend (fast); its ids must be exactly the tokenizer call's."""
+    from mtp_bench.data.pipeline import encode_texts
+    from mtp_bench.models import tokenizer as tokenizers
+
+    monkeypatch.setattr(tokenizers, "cache_root", lambda: tmp_path)
+    texts = ["Question: 12 + 30 = ?", "Answer: 42 #### 42", "", "caf\u00e9 \u00fcber na\u00efve 7\u00d78", "a  b\n\nc"]
+    tok = tokenizers.trained_tokenizer(kind, texts * 20, 300)
+    for special in (True, False):
+        expected = tok(texts, add_special_tokens=special)["input_ids"]
+        assert [list(ids) for ids in encode_texts(tok, texts, add_special_tokens=special)] == expected
+
+
+def test_backend_encoding_falls_back_when_it_would_differ(tmp_path, monkeypatch) -> None:
+    """A backend with padding switched on (as some hub tokenizer files ship) would pad: the call is used instead."""
+    from mtp_bench.data.pipeline import encode_texts
+    from mtp_bench.models import tokenizer as tokenizers
+
+    monkeypatch.setattr(tokenizers, "cache_root", lambda: tmp_path)
+    texts = ["one two", "one two three four five", "three"]
+    tok = tokenizers.trained_tokenizer("word", texts * 5, 100)
+    expected = tok(texts, add_special_tokens=False)["input_ids"]
+    tok.backend_tokenizer.enable_padding(pad_id=0, pad_token="[PAD]", length=8)
+    assert [list(ids) for ids in encode_texts(tok, texts, add_special_tokens=False)] == expected

@@ -24,7 +24,7 @@ COMMANDS = {"mtp-bench --help": (["--help"], 1.0),
 ROUNDS, QUICK_ROUNDS = 9, 3
 
 
-def _entry() -> list[str]:
+def console_script() -> list[str]:
     """The installed console script beside this interpreter, else ``python -m mtp_bench.cli``."""
     script = Path(sys.executable).with_name("mtp-bench")
     found = str(script) if script.is_file() else shutil.which("mtp-bench")
@@ -56,7 +56,7 @@ def _imports(args: list[str]) -> tuple[int, list[str]]:
 
 def run(settings: Settings) -> Section:
     context = RunContext.begin(settings)
-    entry = _entry()
+    entry = console_script()
     rounds = QUICK_ROUNDS if settings.sizes.quick else ROUNDS
     walls: dict[str, list[float]] = {name: [] for name in COMMANDS}
     cpus: dict[str, list[float]] = {name: [] for name in COMMANDS}

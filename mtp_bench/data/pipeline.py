@@ -71,6 +71,21 @@ class TokenizedSplit:
     truncated: int  # over-long examples whose answer was cut
 
 
+def encode_texts(tokenizer: Any, texts: list[str], *, add_special_tokens: bool) -> list[list[int]]:
+    """Token ids of many texts: through the fast tokenizer's Rust backend when it gives exactly what the Hugging
+    Face call gives (checked on the first text), else through that call. Why: the call builds a Python encoding
+    object per text, which took ~80% of tokenizing 50,000 short examples (seconds of every trial's start)."""
+    if not texts:
+        return []
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    slow = tokenizer(texts[:1], add_special_tokens=add_special_tokens, return_attention_mask=False)["input_ids"]
+    if backend is not None and backend.padding is None and backend.truncation is None:
+        fast = [encoding.ids for encoding in backend.encode_batch(texts, add_special_tokens=add_special_tokens)]
+        if [list(fast[0])] == [list(ids) for ids in slow]:
+            return fast
+    return tokenizer(texts, add_special_tokens=add_special_tokens, return_attention_mask=False)["input_ids"]
+
+
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     """Prompt tokens, with the tokenizer's own special tokens (a BOS for models that want one)."""
     return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
@@ -87,8 +102,8 @@ def tokenize(
     if tokenizer.eos_token_id is None:
         raise DataError("the tokenizer has no end-of-sequence token")
     items, dropped, truncated = [], 0, 0
-    prompts = tokenizer([e.prompt for e in examples], add_special_tokens=True)["input_ids"]
-    answers = tokenizer([e.answer for e in examples], add_special_tokens=False)["input_ids"]
+    prompts = encode_texts(tokenizer, [e.prompt for e in examples], add_special_tokens=True)
+    answers = encode_texts(tokenizer, [e.answer for e in examples], add_special_tokens=False)
     for prompt_ids, answer_ids in zip(prompts, answers):
         answer_ids = list(answer_ids) + [tokenizer.eos_token_id]
         if len(prompt_ids) + len(answer_ids) > max_length:
