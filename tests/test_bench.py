@@ -245,8 +245,13 @@ def test_spread() -> None:
 def test_makespan_part(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     assert cli.main(["bench", "--quick", "--parts", "makespan", "--out", str(out)]) == 0
-    row = table(section(out.read_text(), "makespan"))[0]
+    text = section(out.read_text(), "makespan")
+    row = table(text)[0]
     assert sane(first_number(row["makespan / ideal"])) and first_number(row["trials"]) == QUICK.makespan_trials
+    stages = tables(text)[1]  # the worker warm-up, stage by stage, and its total
+    assert [r["worker warm-up stage"] for r in stages][1] == "torch" and stages[-1]["worker warm-up stage"] == "**total**"
+    assert first_number(stages[-1]["CPU (s)"]) == pytest.approx(sum(first_number(r["CPU (s)"]) for r in stages[:-1]),
+                                                                abs=0.02)
 
 
 def test_quickstart_phases_are_read_from_the_live_view() -> None:
