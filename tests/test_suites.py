@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from conftest import REPO, tiny_suite, write_suite
 from mtp_bench import cli, registry
 from mtp_bench.data.make_math_twin import make_twin
+from mtp_bench.data.make_samsum_twin import make_twin as make_samsum_twin
 from mtp_bench.suite import SuiteError, expand_grid, load_suite
 from mtp_bench.suite import models as suite_models
 from mtp_bench.suite import sections as suite_sections
@@ -24,6 +25,9 @@ def test_every_shipped_suite_validates(path: Path, gsm8k_dir: Path, tmp_path: Pa
     if path.name == "math_tiny.yaml":  # its data is written by a command first (git ignores the default folder)
         make_twin(tmp_path / "twin", gsm8k=gsm8k_dir, n_train=400, n_test=100)
         monkeypatch.setenv("MTP_BENCH_MATH_TWIN_DIR", str(tmp_path / "twin"))
+    if path.name == "samsum_tiny.yaml":  # likewise; generated chats need no data folder
+        make_samsum_twin(tmp_path / "samsum", counts={"train": 60, "validation": 4, "test": 8})
+        monkeypatch.setenv("MTP_BENCH_SAMSUM_TWIN_DIR", str(tmp_path / "samsum"))
     suite = load_suite(path)
     trials = expand_grid(suite)
     assert trials and len({t.trial_id for t in trials}) == len(trials)
