@@ -142,3 +142,40 @@ def test_a_driver_killed_with_sigkill_is_closed_out_and_resumed(tmp_path, gsm8k_
             assert len(steps) == len(set(steps)), (name, sorted(steps))  # no step logged twice
     losses = tracker.client.get_metric_history(continued.info.run_id, "train/loss")
     assert sorted(m.step for m in losses) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sigterm_stops_a_ray_grid_like_ctrl_c(tmp_path, gsm8k_dir, monkeypatch):
+    """A batch scheduler stops jobs with SIGTERM (ray.init installs a bare-exit handler for it): the driver exits
+    130 as after Ctrl-C, with the parent and the running trial's run recorded KILLED, not left RUNNING."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mtp_bench import tracking
+    from mtp_bench.errors import EXIT_INTERRUPTED
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store_dir = tmp_path / "stopped"
+    path = write_suite(tmp_path, tiny_suite(tmp_path, gsm8k_dir), "stopped.yaml")
+    uri = f"sqlite:///{store_dir / 'mlflow.db'}"
+    driver = subprocess.Popen([sys.executable, "-m", "mtp_bench.cli", "run", str(path), "--no-compare",
+                               f"tracking.uri={uri}", f"tracking.workdir={store_dir / 'trials'}",
+                               "train.max_steps=100000", "evaluation.every_steps=100000", "train.torch_threads=1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, running, tracker = time.monotonic() + 240, [], None
+    while not running and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(1)
+        if tracker is None and (store_dir / "mlflow.db").exists():
+            tracker = tracking.Tracker(uri, "tiny")
+        if tracker is not None:
+            running = [r for r in tracker.trial_runs() if r.info.status == "RUNNING" and "train/loss" in r.data.metrics]
+    assert running, f"no trial got to training: {driver.stdout.read() if driver.poll() is not None else ''}"
+    os.kill(driver.pid, signal.SIGTERM)
+    output, _ = driver.communicate(timeout=120)
+    assert driver.returncode == EXIT_INTERRUPTED, output
+    assert [r.info.status for r in tracker.invocation_runs("tiny")] == [tracking.KILLED]
+    assert [r.info.status for r in tracker.trial_runs()] == [tracking.KILLED]

@@ -6,7 +6,11 @@ Schedulers know nothing about methods or metrics: they place trials and collect 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +34,31 @@ def ray_available() -> bool:
     return importlib.util.find_spec("mtp_bench.scheduler.ray_scheduler") is not None
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM handled like Ctrl-C while the grid runs: batch schedulers (Slurm, Kubernetes, ``timeout``) stop a job
+    with SIGTERM, and the unfinished trials must then be recorded KILLED for ``--resume``, not left RUNNING. Why
+    here: ``ray.init`` installs its own handler (a bare exit that records nothing), so ours goes on after Ray
+    starts; the handler found before is restored at the end."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm_interrupt() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
 def run_suite(
     suite: SuiteConfig,
     trials: list[TrialConfig],
@@ -43,17 +72,28 @@ def run_suite(
 ) -> SuiteRun:
     """Run every trial under one parent run (a new one per invocation) and return their reports. Ray is started
     and the grid checked against it first: a grid that cannot start raises :class:`SchedulingError` and leaves no
-    run behind. With ``resume``, parents of killed earlier invocations are closed as KILLED."""
+    run behind. With ``resume``, parents of killed earlier invocations are closed as KILLED. SIGTERM stops it as
+    Ctrl-C does (:func:`sigterm_as_interrupt`)."""
+    from mtp_bench import tracking
+
+    tracking.configure_quiet()
+    with sigterm_as_interrupt():
+        return _run_suite(suite, trials, use_ray=use_ray, resume=resume, address=address, suite_yaml=suite_yaml,
+                          overrides=overrides, console=console)
+
+
+def _run_suite(suite: SuiteConfig, trials: list[TrialConfig], *, use_ray: bool, resume: bool, address: str | None,
+               suite_yaml: str | None, overrides: list[str] | tuple[str, ...], console: Any) -> SuiteRun:
     from mtp_bench import tracking
     from mtp_bench.scheduler.invocation import close_invocation, close_stale_invocations, open_invocation
 
-    tracking.configure_quiet()
     retries_before = tracking.lock_retries()
     session = None
     if use_ray and trials:
         from mtp_bench.scheduler.ray_scheduler import RaySession
 
         session = RaySession(trials, address)  # raises SchedulingError before anything is recorded
+    _on_sigterm_interrupt()  # after ray.init, which replaced the handler
     try:
         tracker = tracking.Tracker(suite.tracking.uri, suite.tracking.experiment or suite.name)
         parent_id = open_invocation(tracker, suite, len(trials), resume=resume, suite_yaml=suite_yaml,
