@@ -144,7 +144,8 @@ def test_problems_are_named(tmp_path: Path) -> None:
     message = unknown_tasks(["gsm8k_locall", "gsm8k_local"], ["gsm8k_local", "gsm8k_cot_local"])
     assert "'gsm8k_locall'" in message and "did you mean gsm8k_local" in message
     assert unknown_tasks(["gsm8k_local"], ["gsm8k_local"]) is None
-    assert shipped_tasks() == ["gsm8k_cot_local", "gsm8k_local", "gsm8k_mutor_local"]
+    assert shipped_tasks() == ["agieval_aqua_rat_local", "gsm8k_cot_local", "gsm8k_local", "gsm8k_mutor_local",
+                              "minerva_math500_local"]
     with pytest.raises(LmEvalError, match="lacks train.jsonl, test.jsonl"):
         load_tasks(LmEvalConfig(tasks=["gsm8k_local"]), tmp_path)
     with pytest.raises(LmEvalError, match="include_path"):

@@ -68,3 +68,18 @@ def test_a_code_executing_hub_task_needs_the_flag_before_any_download(offline) -
     with pytest.raises(LmEvalError, match="allow_unsafe_code"):
         preflight(LmEvalConfig(tasks=["humaneval"]))
     preflight(LmEvalConfig(tasks=["humaneval"], allow_unsafe_code=True))
+
+
+def test_a_hub_task_missing_an_optional_dependency_fails_the_preflight(offline, monkeypatch) -> None:
+    # lm-eval's minerva_math utils refuse to import without antlr4 4.11 (lm-eval's math extra, which pyproject asks
+    # for): validate says so before any training, where the trial would otherwise fail after it
+    import importlib.metadata
+    import sys
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "4.13.2" if name == "antlr4-python3-runtime" else real(name))
+    for name in [m for m in sys.modules if m.startswith("lm_eval.tasks.minerva_math")]:
+        monkeypatch.delitem(sys.modules, name)  # imported afresh, under the version above
+    with pytest.raises(LmEvalError, match=r"'minerva_math500' cannot import .*antlr4-python3-runtime==4.11"):
+        preflight(LmEvalConfig(tasks=["minerva_math500"]))

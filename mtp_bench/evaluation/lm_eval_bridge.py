@@ -1,9 +1,10 @@
 """lm-eval on the trained, in-memory model: ``HFLM(pretrained=model, tokenizer=tokenizer)``, no export round trip.
 
 Tasks are found by ``TaskManager(include_path=...)`` in our shipped folder (``lm_eval_tasks/``: ``gsm8k_local``,
-``gsm8k_cot_local``, ``gsm8k_mutor_local``, reading GSM8K JSONL files from a local folder so that they run offline),
-in the suite's ``include_path``, and in lm-eval's own registry (only built when a name is not found in the first two:
-indexing every lm-eval task takes seconds).
+``gsm8k_cot_local``, ``gsm8k_mutor_local`` on GSM8K files, ``agieval_aqua_rat_local`` on AQuA-RAT's and
+``minerva_math500_local`` on a MATH500-format file, each reading a local folder so that it runs offline; see
+``lm_eval_local``), in the suite's ``include_path``, and in lm-eval's own registry (only built when a name is not found
+in the first two: indexing every lm-eval task takes seconds).
 
 Result keys such as ``exact_match,strict-match`` are not legal MLflow names; they become
 ``lm_eval/<task>/<metric>/<filter>`` (stderr: ``lm_eval/<task>/<metric>_stderr/<filter>``; ``none`` when a task has no
@@ -29,12 +30,14 @@ import torch
 import yaml
 from torch import nn
 
+from mtp_bench.data.tasks import DataError
+from mtp_bench.evaluation.lm_eval_local import LOCAL_DATA
 from mtp_bench.suite.models import LmEvalConfig
 
 log = logging.getLogger(__name__)
 
 TASK_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
-DATA_DIR_ENV = "MTP_BENCH_GSM8K_DIR"
+DATA_DIR_ENV = LOCAL_DATA["gsm8k"].env  # the GSM8K tasks' folder; each data family has its own variable
 _ILLEGAL = re.compile(r"[^A-Za-z0-9_\-. ]")  # MLflow's metric-name alphabet, less "/" (our separator)
 
 
@@ -111,10 +114,12 @@ def _first(value: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------------------ tasks ----
-def resolve_data_dir(cfg: LmEvalConfig, fallback: str | Path | None = None) -> Path | None:
-    """The GSM8K folder our shipped tasks read: ``evaluation.lm_eval.data_dir``, else ``$MTP_BENCH_GSM8K_DIR``, else
-    ``fallback`` (the trial's own GSM8K folder), else None (each YAML's default, ``../shared/data/gsm8k``)."""
-    for candidate in (cfg.data_dir, os.environ.get(DATA_DIR_ENV) or None, fallback):
+def resolve_data_dir(cfg: LmEvalConfig, fallback: str | Path | None = None, family: str = "gsm8k") -> Path | None:
+    """The folder a shipped task of a data family reads: ``evaluation.lm_eval.data_dir``, else the family's variable
+    (``$MTP_BENCH_GSM8K_DIR``, ``$MTP_BENCH_AQUA_DIR``, ``$MTP_BENCH_MATH500_DIR``), else, for GSM8K tasks only,
+    ``fallback`` (the trial's own GSM8K folder), else None (the YAML's own ``dataset_kwargs.data_dir``)."""
+    env = LOCAL_DATA[family].env
+    for candidate in (cfg.data_dir, os.environ.get(env) or None, fallback if family == "gsm8k" else None):
         if candidate:
             return Path(candidate).expanduser().resolve()
     return None
@@ -159,12 +164,34 @@ def unknown_tasks(requested: list[str], known: list[str]) -> str | None:
         problems.append(f"{name!r}" + (f" (did you mean {', '.join(hint)}?)" if hint else ""))
     if not problems:
         return None
-    return (f"evaluation.lm_eval.tasks: unknown lm-eval task {'; '.join(problems)}; offline GSM8K tasks shipped "
+    return (f"evaluation.lm_eval.tasks: unknown lm-eval task {'; '.join(problems)}; offline tasks shipped "
             f"with mtp-bench: {', '.join(shipped_tasks())}")
 
 
 def shipped_tasks() -> list[str]:
-    return sorted(yaml.safe_load(path.read_text())["task"] for path in TASK_DIR.glob("*.yaml"))
+    return sorted(_read_yaml(path, resolve=False)["task"] for path in TASK_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path, resolve: bool) -> dict[str, Any]:
+    """A shipped task YAML; its ``!function pkg.module.name`` tags become the functions (``resolve``) or strings.
+    Ours name importable modules only (lm-eval's or ``lm_eval_local``), so no file-relative lookup is needed."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def function(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        qualified = loader.construct_scalar(node)
+        if not resolve:
+            return qualified
+        module, _, name = qualified.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AssertionError, AttributeError) as exc:  # lm-eval's minerva utils assert antlr4 4.11
+            raise LmEvalError(f"lm-eval task in {path.name} needs {qualified}, which cannot be imported "
+                              f"({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
+
+    Loader.add_constructor("!function", function)
+    return yaml.load(path.read_text(), Loader=Loader)  # noqa: S506 - a SafeLoader with one extra tag
 
 
 def _is_shipped(manager: Any, name: str) -> bool:
@@ -173,27 +200,40 @@ def _is_shipped(manager: Any, name: str) -> bool:
     return path is not None and Path(path).resolve().parent == TASK_DIR
 
 
-def _task_spec(manager: Any, name: str, data_dir: Path | None) -> str | dict[str, Any]:
-    """A shipped task as an inline config with its data folder filled in; any other task by name."""
+def _task_spec(manager: Any, name: str, cfg: LmEvalConfig, fallback: str | Path | None) -> str | dict[str, Any]:
+    """A shipped task as an inline config with its functions imported and its data folder filled in and checked
+    (files present, rows well formed: errors name file:line); any other task by name."""
     if not _is_shipped(manager, name):
         return name
-    spec = yaml.safe_load(Path(manager.task_index[name].yaml_path).read_text())
+    spec = _read_yaml(Path(manager.task_index[name].yaml_path), resolve=True)
+    family = (spec.get("metadata") or {}).get("local_data", "gsm8k")
+    data = LOCAL_DATA[family]
+    data_dir = resolve_data_dir(cfg, fallback, family)
     if data_dir is not None:
         spec["dataset_kwargs"]["data_dir"] = str(data_dir)
     folder = Path(spec["dataset_kwargs"]["data_dir"]).expanduser().resolve()
-    missing = [f for f in spec["dataset_kwargs"]["data_files"].values() if not (folder / f).is_file()]
+    files = list(spec["dataset_kwargs"]["data_files"].values())
+    missing = [f for f in files if not (folder / f).is_file()]
     if missing:
-        raise LmEvalError(f"lm-eval task {name!r} reads GSM8K from {folder}, which lacks {', '.join(missing)}; set "
-                          f"evaluation.lm_eval.data_dir or ${DATA_DIR_ENV} to a folder with train.jsonl and test.jsonl")
+        raise LmEvalError(f"lm-eval task {name!r} reads {folder}, which lacks {', '.join(missing)}; set "
+                          f"evaluation.lm_eval.data_dir or ${data.env} to a folder with {data.describe}")
+    if data.check is not None:
+        for file in files:
+            try:
+                data.check(folder / file)
+            except DataError as exc:
+                raise LmEvalError(f"lm-eval task {name!r}: {exc}") from None
     spec["dataset_kwargs"]["data_dir"] = str(folder)
     return spec
 
 
-def load_tasks(cfg: LmEvalConfig, data_dir: Path | None) -> tuple[Any, dict[str, Any]]:
-    """(task manager, {name: Task}) for the configured tasks, refusing code-executing tasks unless allowed."""
+def load_tasks(cfg: LmEvalConfig, data_dir: str | Path | None) -> tuple[Any, dict[str, Any]]:
+    """(task manager, {name: Task}) for the configured tasks, refusing code-executing tasks unless allowed;
+    ``data_dir`` is the fallback GSM8K folder (see :func:`resolve_data_dir`)."""
     manager = task_manager(cfg)
+    specs = [_task_spec(manager, name, cfg, data_dir) for name in cfg.tasks]
     try:
-        loaded = manager.load([_task_spec(manager, name, data_dir) for name in cfg.tasks])
+        loaded = manager.load(specs)
     except LmEvalError:
         raise
     except Exception as exc:  # dataset download failures offline, broken YAML: name the tasks involved
@@ -222,11 +262,32 @@ def _reads_hub(manager: Any, name: str) -> bool:
     return not (isinstance(path, str) and (path in _LOCAL_BUILDERS or Path(path).expanduser().exists()))
 
 
+def _import_functions(manager: Any, name: str) -> None:
+    """Import the functions a task's YAML names, without loading its data, so that a missing optional dependency
+    fails now, not after training (lm-eval's minerva_math utils refuse to import without antlr4 4.11: lm-eval's math
+    extra). Other failures (a module that fetches from the hub on import, offline) are left to the trial."""
+    path = getattr(manager.task_index.get(name), "yaml_path", None)
+    if path is None:
+        return
+    try:
+        from lm_eval.tasks._yaml_loader import load_yaml  # lm-eval's own loader (includes, !function)
+    except ImportError:  # another lm-eval layout: the trial finds out when it runs the task
+        return
+    try:
+        load_yaml(path, resolve_func=True)
+    except (ImportError, AssertionError) as exc:
+        raise LmEvalError(f"lm-eval task {name!r} cannot import the functions its YAML names "
+                          f"({type(exc).__name__}: {' '.join(str(exc).split())})") from exc
+    except Exception:  # noqa: BLE001 - not a missing dependency; running the task will tell
+        log.debug("lm-eval task %s: importing its functions failed", name, exc_info=True)
+
+
 def preflight(cfg: LmEvalConfig, data_dir: str | Path | None = None) -> None:
     """Check the configured tasks without running them, so that a typo fails before training rather than after it:
     every name must be known; tasks reading local files are loaded (data folders, the unsafe-code flag); tasks whose
-    data is on the hub (``minerva_math500``, ``agieval_aqua_rat``) are checked by name and by their YAML's
-    ``unsafe_code`` only, so that ``validate`` stays offline: their data is fetched when the trial runs lm-eval."""
+    data is on the hub (``minerva_math500``, ``agieval_aqua_rat``) are checked by name, by their YAML's
+    ``unsafe_code`` and by importing the functions their YAML names (``minerva_math500``'s need lm-eval's math extra)
+    only, so that ``validate`` stays offline: their data is fetched when the trial runs lm-eval."""
     if not cfg.tasks:
         return
     manager = task_manager(cfg)
@@ -235,9 +296,11 @@ def preflight(cfg: LmEvalConfig, data_dir: str | Path | None = None) -> None:
     if unsafe and not cfg.allow_unsafe_code:
         raise LmEvalError(f"lm-eval task(s) {', '.join(unsafe)} execute model-written code; set "
                           "evaluation.lm_eval.allow_unsafe_code: true to run them")
+    for name in hub:
+        _import_functions(manager, name)
     local = [name for name in cfg.tasks if name not in hub]
     if local:
-        load_tasks(cfg.model_copy(update={"tasks": local}), resolve_data_dir(cfg, data_dir))
+        load_tasks(cfg.model_copy(update={"tasks": local}), data_dir)
 
 
 # -------------------------------------------------------------------------------------------------------- run ----
@@ -267,8 +330,7 @@ def run_lm_eval(
     if bidirectional_prompt:
         HFLM = bidirectional_prompt_lm(HFLM)  # noqa: N806 - the class lm-eval is handed
 
-    folder = resolve_data_dir(cfg, data_dir)
-    manager, tasks = load_tasks(cfg, folder)
+    manager, tasks = load_tasks(cfg, data_dir)
     model = plain_model(model)
     was_training = model.training
     model.eval()

@@ -270,9 +270,12 @@ class LmEvalConfig(StrictModel):
     """Allow tasks that execute model-written code (lm-eval's ``unsafe_code``). Off unless you opt in."""
 
     data_dir: str | None = None
-    """Folder with GSM8K ``train.jsonl``/``test.jsonl`` for the shipped offline tasks (``gsm8k_local``,
-    ``gsm8k_cot_local``, ``gsm8k_mutor_local``); default: ``$MTP_BENCH_GSM8K_DIR``, else the suite's own local GSM8K
-    folder (``data.params.path``), else ``../shared/data/gsm8k``. Relative paths start at the working directory."""
+    """Data folder of the shipped offline tasks: GSM8K ``train.jsonl``/``test.jsonl`` (``gsm8k_local``,
+    ``gsm8k_cot_local``, ``gsm8k_mutor_local``), AQuA-RAT's ``test.json`` (``agieval_aqua_rat_local``) or a
+    MATH500-format ``test.jsonl`` (``minerva_math500_local``). Default: the family's variable (``$MTP_BENCH_GSM8K_DIR``,
+    ``$MTP_BENCH_AQUA_DIR``, ``$MTP_BENCH_MATH500_DIR``), else for GSM8K the suite's own local GSM8K folder
+    (``data.params.path``), else the task YAML's (``../shared/data/...``). Relative paths start at the working
+    directory."""
 
     max_gen_toks: int | None = Field(default=None, ge=1)
     """Cap on generated tokens per document of generation tasks; default: each task's own (512 for
