@@ -180,3 +180,112 @@ def test_reference_metric_no_run_has_is_named(tmp_path: Path, monkeypatch: pytes
     screen = io.StringIO()
     print_comparison(Console(file=screen, width=120, highlight=False), comparison, [])
     assert f"No compared run has the referenced metric(s) {metric}" in " ".join(screen.getvalue().split())
+
+
+# ------------------------------------------------------------------------------------------- per sweep cell ----
+CELL_A1, CELL_A3 = "method.params.a=0.1", "method.params.a=0.3"  # as compare rows name mutor's cells
+SWEEP_REFERENCE = {"source": "a paper, Table 17 [hand-made]", "scale": 100,
+                   "metrics": {METRIC: {"ntp": 38.43, "mutor": {CELL_A1: 40.33, CELL_A3: 42.00}}}}
+# Final values per (method, a, seed): ntp mean 0.40; mutor at a 0.1 mean 0.41, at a 0.3 mean 0.45.
+SWEEP_VALUES = {("ntp", None): [0.35, 0.40, 0.45], ("mutor", 0.1): [0.40, 0.41, 0.42],
+                ("mutor", 0.3): [0.40, 0.45, 0.50]}
+# gap = mean x 100 - paper: ntp 40 - 38.43 = +1.57, a 0.1: 41 - 40.33 = +0.67, a 0.3: 45 - 42.00 = +3.00
+SWEEP_GAPS = {"ntp": (38.43, 1.57), f"mutor [{CELL_A1}]": (40.33, 0.67), f"mutor [{CELL_A3}]": (42.00, 3.00)}
+
+
+def sweep_suite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: dict) -> Path:
+    path = suite_with(tmp_path, monkeypatch, reference)
+    suite = yaml.safe_load(path.read_text())
+    suite["methods"] = [{"name": "ntp"}, {"name": "mutor", "params": {"a": 0.3, "d_max": 4},
+                                          "sweep": {"params.a": [0.1, 0.3]}}]
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+def test_a_reference_value_per_sweep_cell_validates_and_is_found_by_cell(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = load_suite(sweep_suite(tmp_path, monkeypatch, SWEEP_REFERENCE)).reference
+    assert reference.value(METRIC, "mutor", CELL_A1) == 40.33 and reference.value(METRIC, "mutor", CELL_A3) == 42.00
+    assert reference.value(METRIC, "mutor", "method.params.a=0.2") is None  # a cell the paper has no number for
+    assert reference.value(METRIC, "mutor") is None  # a swept method's value is per cell only
+    assert reference.value(METRIC, "ntp", "anything=1") == 38.43  # one number: every cell of its label
+    assert reference.gap(METRIC, "mutor", 0.45, CELL_A3) == pytest.approx(3.00)
+    # a cell of several keys matches whatever order its items are written in
+    crossed = ReferenceConfig(source="s", metrics={METRIC: {"mutor": {"train.lr=0.001 method.params.a=0.1": 1.0}}})
+    assert crossed.value(METRIC, "mutor", "method.params.a=0.1 train.lr=0.001") == 1.0
+
+
+BAD_CELLS = [
+    ("unknown cell", {"ntp": 38.43, "mutor": {CELL_A1: 40.33, "method.params.a=0.2": 41.24}},
+     f"reference.metrics.{METRIC}.mutor.method.params.a=0.2: 'method.params.a=0.2' is not a grid cell of 'mutor' "
+     f"(its cells: '{CELL_A1}', '{CELL_A3}')"),
+    ("cells for a method without a sweep", {"ntp": {"method.params.a=0.1": 38.43}},
+     f"reference.metrics.{METRIC}.ntp.method.params.a=0.1: 'method.params.a=0.1' is not a grid cell of 'ntp' "
+     "(its cells: none: it has no sweep)"),
+    ("short cell name", {"mutor": {"a=0.1": 40.33}}, f"reference.metrics.{METRIC}.mutor.a=0.1: 'a=0.1' is not"),
+    ("empty cell mapping", {"mutor": {}}, f"reference.metrics: '{METRIC}': 'mutor' has no values (grid cell ->"),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), [case[1:] for case in BAD_CELLS], ids=[case[0] for case in BAD_CELLS])
+def test_a_bad_cell_is_refused_at_its_key_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+                                               values: dict, message: str) -> None:
+    path = sweep_suite(tmp_path, monkeypatch, {**SWEEP_REFERENCE, "metrics": {METRIC: values}})
+    refused(["validate", str(path)], capsys, tmp_path, message)
+
+
+def test_compare_prints_the_paper_value_and_gap_of_each_sweep_cell(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    path = sweep_suite(tmp_path, monkeypatch, SWEEP_REFERENCE)
+    suite = load_suite(path)
+    (tmp_path / "store").mkdir()
+    client = MlflowClient(tracking_uri=suite.tracking.uri)
+    experiment = client.create_experiment(suite.name, artifact_location=(tmp_path / "artifacts").as_uri())
+    for trial in expand_grid(suite):  # one finished run per trial, tagged as the harness tags them
+        method = trial.method.display_name
+        tags = {"mtp_bench.kind": "trial", "mtp_bench.method": method, "mtp_bench.seed": str(trial.seed),
+                "mtp_bench.trial_id": trial.trial_id, "mtp_bench.suite": suite.name,
+                "mtp_bench.cell": " ".join(f"{k}={v}" for k, v in sorted(trial.cell.items())),
+                "mtp_bench.select_metric": "exact_match/exact_match"}
+        run_id = client.create_run(experiment, tags=tags, run_name=trial.label).info.run_id
+        value = SWEEP_VALUES[(method, trial.cell.get("method.params.a"))][trial.seed]
+        client.log_batch(run_id, metrics=[Metric(METRIC, value, 0, 2)],
+                         params=[Param("evaluation.scorers.0.name", "exact_match")])
+        client.set_terminated(run_id, "FINISHED")
+    out = tmp_path / "out"
+    assert cli.main(["compare", str(path), "--output", str(out)]) == 0
+    capsys.readouterr()
+    lines = (out / "compare.md").read_text().splitlines()
+    for label, (paper, gap) in SWEEP_GAPS.items():
+        row = next(line for line in lines if f"| {label} |" in line and line.startswith("| test/exact_match/"))
+        assert f"| {paper:g} | {gap:+.3g} |" in row, row
+    with (out / "compare.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(float(r["reference_value"]) for r in rows if r["reference_value"]) == [38.43, 40.33, 42.0]
+    screen = io.StringIO()
+    print_comparison(Console(file=screen, width=250, highlight=False, soft_wrap=True), compare_suite(suite), [])
+    assert "40.33 (+0.67)" in screen.getvalue() and "42 (+3)" in screen.getvalue()
+
+
+PAPER_CELLS = {  # arXiv 2505.10518, GSM8K column (../shared/notes/paper-protocol.md)
+    "gemma2b_t4_dmax": {"ntp": {"": 38.87},
+                        "mtp_heads": {f"method.params.n_future={d}": v for d, v in
+                                      [(2, 40.66), (3, 40.59), (4, 39.78), (6, 40.23)]},
+                        "mutor": {f"method.params.d_max={d}": v for d, v in
+                                  [(2, 41.93), (3, 41.60), (4, 42.10), (6, 39.90)]}},
+    "gemma2b_t17_loss_weight": {"ntp": {"": 38.43},
+                                "mutor": {f"method.params.a={a}": v for a, v in
+                                          [(0.1, 40.33), (0.2, 41.24), (0.3, 42.00), (0.4, 40.94), (0.5, 40.78)]}},
+}
+
+
+@pytest.mark.parametrize("stem", sorted(PAPER_CELLS))
+def test_the_sweep_ablations_carry_the_papers_number_for_every_cell(stem: str) -> None:
+    suite = load_suite(REPO / "suites" / "paper" / f"{stem}.yaml")
+    metric = "best_on_test/test/gsm8k/exact_match"
+    found = {}
+    for trial in expand_grid(suite):  # every cell the suite runs, named as its runs are tagged
+        cell = " ".join(f"{k}={v}" for k, v in sorted(trial.cell.items()))
+        found.setdefault(trial.method.display_name, {})[cell] = suite.reference.value(metric, trial.method.display_name,
+                                                                                   cell)
+    assert found == PAPER_CELLS[stem]

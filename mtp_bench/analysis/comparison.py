@@ -79,8 +79,8 @@ def build_comparison(store: Store, *, title: str, baseline: str | None, suite: s
     rows = [row for group in groups for row in group_rows(group, scorers)]
     for row in rows:
         if reference is not None and row.summary.n:
-            row.paper = reference.value(row.full_metric, row.group.method)
-            row.gap = reference.gap(row.full_metric, row.group.method, row.summary.mean)
+            row.paper = reference.value(row.full_metric, row.group.method, row.group.cell)  # per sweep cell
+            row.gap = reference.gap(row.full_metric, row.group.method, row.summary.mean, row.group.cell)
         partner = baseline_group(groups, row.group, baseline)
         if partner is None:
             continue

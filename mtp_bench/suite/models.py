@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from mtp_bench.suite.reference import ReferenceConfig
+from mtp_bench.suite.reference import ReferenceConfig, cell_names
 from mtp_bench.suite.sections import (
     DataConfig,
     EvalConfig,
@@ -95,7 +95,9 @@ class SuiteConfig(StrictModel):
         if self.reference is None:
             return self
         problems = self.reference.problems([m.display_name for m in self.methods],
-                                           [s.name for s in self.evaluation.scorers], self.evaluation.lm_eval.tasks)
+                                           [s.name for s in self.evaluation.scorers], self.evaluation.lm_eval.tasks,
+                                           cell_names({m.display_name: m.sweep for m in self.methods},
+                                                      self.grid.overrides))
         if problems:
             raise ValidationError.from_exception_data("SuiteConfig", [
                 InitErrorDetails(type=PydanticCustomError("reference_name", message), loc=("reference", *where),
