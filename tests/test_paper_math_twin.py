@@ -135,7 +135,8 @@ def test_math_twin_runs_end_to_end(tmp_path: Path, store: str, monkeypatch) -> N
     monkeypatch.chdir(tmp_path)  # the comparison is written under ./results
     overrides = ["grid.seeds=[0]", "model.preset=micro-llama", "model.tokenizer_vocab_size=300", "train.max_steps=2",
                  "train.batch_size=4", "evaluation.every_steps=2", "data.validation_size=4", "data.eval_limit=4",
-                 "evaluation.max_new_tokens=12", f"tracking.workdir={tmp_path / 'trials'}"]
+                 "evaluation.max_new_tokens=12", "evaluation.lm_eval.limit=4", "evaluation.lm_eval.max_gen_toks=12",
+                 f"tracking.workdir={tmp_path / 'trials'}"]
     assert cli.main(["run", str(REPO / "suites" / "math_tiny.yaml"), "--no-ray", *overrides]) == 0
     client = MlflowClient(store)
     runs = client.search_runs([client.get_experiment_by_name("math_tiny").experiment_id])

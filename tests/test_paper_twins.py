@@ -116,7 +116,7 @@ def test_aqua_twin_runs_end_to_end(tmp_path: Path, store: str, monkeypatch, caps
     # a micro model and two steps: this checks the pipeline (train, generate, score, compare), not the numbers
     overrides = ["grid.seeds=[0]", "model.preset=micro-llama", "model.tokenizer_vocab_size=300", "train.max_steps=2",
                  "train.batch_size=4", "evaluation.every_steps=2", "data.validation_size=4", "data.eval_limit=4",
-                 "evaluation.max_new_tokens=12",
+                 "evaluation.max_new_tokens=12", "evaluation.lm_eval.limit=4",
                  f"tracking.workdir={tmp_path / 'trials'}"]
     assert cli.main(["run", str(REPO / "suites" / "aqua_tiny.yaml"), "--no-ray", *overrides]) == 0
     client = MlflowClient(store)
