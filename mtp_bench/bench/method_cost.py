@@ -180,9 +180,10 @@ def _table(m: Measured, labels: dict[str, tuple[str, bool]], cpu_clock: bool, on
 
 
 def _verdict(value: float, goal: float) -> str:
+    digits = 2 if abs(round(value, 2) - goal) >= 0.005 else 3  # 1.104 is not "1.10, missed"
     if value <= goal:
-        return f"met ({value:.2f} ≤ {goal})"
-    return f"missed by {100 * (value / goal - 1):.0f}% ({value:.2f})"
+        return f"met ({value:.{digits}f} ≤ {goal})"
+    return f"missed by {100 * (value / goal - 1):.1f}% ({value:.{digits}f})"
 
 
 def _reading(tiny: Measured, wide: Measured, cpu_clock: bool) -> str:
@@ -208,6 +209,9 @@ def _reading(tiny: Measured, wide: Measured, cpu_clock: bool) -> str:
     if verdicts:
         text += (f" Head methods at the realistic width, time per FLOP against NTP (goal ≤ {TIME_PER_FLOP_GOAL}): "
                  + "; ".join(verdicts) + ".")
+    if cpu_clock:
+        text += (" Memory on the CPU is the growth of a fresh process's peak resident size: an allocator high-water "
+                 "mark, which moves between runs of the same code (a GPU reports the exact peak allocated).")
     if wide.bidirectional_ntp:
         text += (f" NTP with the bidirectional prompt (4D mask) costs {spread(wide.bidirectional_ntp).median:.2f}"
                  f"× causal NTP{clock} at the realistic width.")
