@@ -40,23 +40,18 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM handled like Ctrl-C while the grid runs: batch schedulers (Slurm, Kubernetes, ``timeout``) stop a job
-    with SIGTERM, and the unfinished trials must then be recorded KILLED for ``--resume``, not left RUNNING. Why
-    here: ``ray.init`` installs its own handler (a bare exit that records nothing), so ours goes on after Ray
-    starts; the handler found before is restored at the end."""
+    """SIGTERM handled like Ctrl-C inside the block: batch schedulers (Slurm, Kubernetes, ``timeout``) stop a job
+    with SIGTERM, and the unfinished trials must then be recorded KILLED for ``--resume``, not left RUNNING. Enter it
+    after ``ray.init``, which installs its own handler (a bare exit that records nothing); the handler found on
+    entry is restored on exit."""
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
         yield
         return
-    previous = signal.getsignal(signal.SIGTERM)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _on_sigterm_interrupt() -> None:
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def run_suite(
@@ -75,43 +70,34 @@ def run_suite(
     run behind. With ``resume``, parents of killed earlier invocations are closed as KILLED. SIGTERM stops it as
     Ctrl-C does (:func:`sigterm_as_interrupt`)."""
     from mtp_bench import tracking
-
-    tracking.configure_quiet()
-    with sigterm_as_interrupt():
-        return _run_suite(suite, trials, use_ray=use_ray, resume=resume, address=address, suite_yaml=suite_yaml,
-                          overrides=overrides, console=console)
-
-
-def _run_suite(suite: SuiteConfig, trials: list[TrialConfig], *, use_ray: bool, resume: bool, address: str | None,
-               suite_yaml: str | None, overrides: list[str] | tuple[str, ...], console: Any) -> SuiteRun:
-    from mtp_bench import tracking
     from mtp_bench.scheduler.invocation import close_invocation, close_stale_invocations, open_invocation
 
+    tracking.configure_quiet()
     retries_before = tracking.lock_retries()
     session = None
     if use_ray and trials:
         from mtp_bench.scheduler.ray_scheduler import RaySession
 
         session = RaySession(trials, address)  # raises SchedulingError before anything is recorded
-    _on_sigterm_interrupt()  # after ray.init, which replaced the handler
-    try:
-        tracker = tracking.Tracker(suite.tracking.uri, suite.tracking.experiment or suite.name)
-        parent_id = open_invocation(tracker, suite, len(trials), resume=resume, suite_yaml=suite_yaml,
-                                    overrides=overrides, scheduler="ray" if use_ray else "in-process")
-        closed = close_stale_invocations(tracker, suite, parent_id) if resume else []
+    with sigterm_as_interrupt():  # after ray.init, which replaced the handler
         try:
-            if session is not None:
-                reports = session.run(parent_id=parent_id, resume=resume, console=console)
-            else:
-                from mtp_bench.scheduler.inprocess import run_in_process
+            tracker = tracking.Tracker(suite.tracking.uri, suite.tracking.experiment or suite.name)
+            parent_id = open_invocation(tracker, suite, len(trials), resume=resume, suite_yaml=suite_yaml,
+                                        overrides=overrides, scheduler="ray" if use_ray else "in-process")
+            closed = close_stale_invocations(tracker, suite, parent_id) if resume else []
+            try:
+                if session is not None:
+                    reports = session.run(parent_id=parent_id, resume=resume, console=console)
+                else:
+                    from mtp_bench.scheduler.inprocess import run_in_process
 
-                reports = run_in_process(trials, parent_id=parent_id, resume=resume)
-        except BaseException:
-            tracker.finish(parent_id, tracking.KILLED)
-            raise
-    finally:
-        if session is not None:
-            session.close()
+                    reports = run_in_process(trials, parent_id=parent_id, resume=resume)
+            except BaseException:
+                tracker.finish(parent_id, tracking.KILLED)
+                raise
+        finally:
+            if session is not None:
+                session.close()
     # Ray trials count their retries in their own processes; in-process trials count in ours.
     retries = tracking.lock_retries() - retries_before + (sum(r.lock_retries for r in reports) if session else 0)
     close_invocation(tracker, parent_id, reports, retries)
