@@ -239,6 +239,65 @@ def test_openmathinstruct2_seeded_subsample_is_reproducible(fake_hub) -> None:
     assert max(int(p[1:]) for p in first) > 100  # drawn from the whole stream, not its head
 
 
+def test_openmathinstruct2_sample_is_the_official_codes_shuffle_and_head(fake_hub) -> None:
+    """``sample_size`` keeps what the MuToR code keeps for 1M-MATH: the filtered rows, shuffled by the datasets
+    library with the seed, then the first N (checked against the library itself, not a copy of its rule)."""
+    import datasets
+
+    rows = omi_rows(400)
+    fake_hub({("nvidia/OpenMathInstruct-2", None, "train_1M"): rows})
+    params = OpenMathInstruct2Params(problem_sources=["math", "augmented_math"], sample_size=50, sample_seed=0)
+    ours = [r["problem"] for r in OpenMathInstruct2(params).records("train")]
+    kept = datasets.Dataset.from_list([r for r in rows if r["problem_source"] in {"math", "augmented_math"}])
+    official = kept.shuffle(seed=0).select(range(50))["problem"]
+    assert ours == official and len(set(ours)) == 50
+    other = OpenMathInstruct2(params.model_copy(update={"sample_seed": 1})).records("train")
+    assert [r["problem"] for r in other] != ours
+    whole = OpenMathInstruct2(params.model_copy(update={"sample_size": 1000})).records("train")
+    assert len(whole) == 200  # fewer rows than asked: all of them, shuffled
+
+
+def test_openmathinstruct2_extra_rows_come_from_the_larger_split_and_never_repeat(fake_hub) -> None:
+    """Table 3's mix: every 1M row, plus a seeded sample of 2M rows that 1M lacks, sized as a count or a fraction."""
+    small, large = omi_rows(40), omi_rows(100)  # rows 0-39 of the large split are the small split's rows
+    fake_hub({("nvidia/OpenMathInstruct-2", None, "train_1M"): small,
+              ("nvidia/OpenMathInstruct-2", None, "train_2M"): large})
+    base = dict(split="train_1M", problem_sources=["gsm8k", "augmented_gsm8k"])
+    rows = OpenMathInstruct2(OpenMathInstruct2Params(**base, extra={"split": "train_2M", "size": 0.4})).records("train")
+    chosen = [r["problem"] for r in rows]
+    assert chosen[:20] == [f"p{i}" for i in range(0, 40, 2)]  # the whole 1M-GSM first, in stream order
+    added = chosen[20:]
+    assert len(added) == 8 and len(set(chosen)) == 28  # 0.4 x 20 extra rows, no row twice
+    assert all(40 <= int(p[1:]) < 100 and int(p[1:]) % 2 == 0 for p in added)  # 2M-only rows of the GSM sources
+    again = OpenMathInstruct2(OpenMathInstruct2Params(**base, extra={"split": "train_2M", "size": 8})).records("train")
+    assert [r["problem"] for r in again] == chosen  # a count and a fraction give the same rows
+    with pytest.raises(DataError, match=r"extra asks for 31 rows of train_2M beyond the 20 chosen, but it has only 30"):
+        OpenMathInstruct2(OpenMathInstruct2Params(**base, extra={"split": "train_2M", "size": 31})).records("train")
+
+
+def test_openmathinstruct2_sampling_knobs_are_checked() -> None:
+    with pytest.raises(ValidationError, match="set at most one of max_examples and sample_size"):
+        OpenMathInstruct2Params(problem_sources=["math"], max_examples=5, sample_size=5)
+    with pytest.raises(ValidationError, match="extra.split 'train_1M' is the chosen split itself"):
+        OpenMathInstruct2Params(problem_sources=["math"], extra={"split": "train_1M", "size": 5})
+    with pytest.raises(ValidationError, match=r"extra\.size\n.*greater than 0"):
+        OpenMathInstruct2Params(problem_sources=["math"], extra={"split": "train_2M", "size": 0})
+    with pytest.raises(ValidationError, match=r"extra\.sise\n.*Extra inputs are not permitted"):
+        OpenMathInstruct2Params(problem_sources=["math"], extra={"split": "train_2M", "sise": 5})
+
+
+def test_openmathinstruct2_local_extra_split_must_be_there(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "train_1M.jsonl", omi_rows(8))
+    with pytest.raises(ValidationError, match=r"lacks train_2M\.jsonl"):
+        OpenMathInstruct2Params(source="local", path=str(tmp_path), problem_sources=["gsm8k"],
+                                extra={"split": "train_2M", "size": 1})
+    write_jsonl(tmp_path / "train_2M.jsonl", omi_rows(16))
+    params = OpenMathInstruct2Params(source="local", path=str(tmp_path), problem_sources=["gsm8k"],
+                                     extra={"split": "train_2M", "size": 2})
+    assert [r["problem"] for r in OpenMathInstruct2(params).records("train")][:2] == ["p0", "p4"]
+    assert {r["problem"] for r in OpenMathInstruct2(params).records("train")[2:]} == {"p8", "p12"}
+
+
 def test_openmathinstruct2_local_file_and_gsm8k_test(tmp_path: Path) -> None:
     gsm8k = SHARED / "gsm8k"
     if not (gsm8k / "test.jsonl").is_file():

@@ -8,8 +8,11 @@ The hub copy (``nvidia/OpenMathInstruct-2``) is streamed, never loaded whole: ro
 ``problem_sources`` (1M-GSM: ``gsm8k`` + ``augmented_gsm8k``; 1M-MATH: ``math`` + ``augmented_math``). With
 ``max_examples`` alone the first N kept rows are used and the stream stops there; with ``subsample_seed`` too, a
 uniform sample of N of all kept rows (reservoir sampling over the whole stream, seeded, returned in stream order), so
-the same seed gives the same subset. A local copy is a JSON-lines file ``<path>/<split>.jsonl`` with the hub's
-fields (``problem``, ``generated_solution``, ``expected_answer``, ``problem_source``); the same filter applies.
+the same seed gives the same subset. ``sample_size`` draws the MuToR code's sample instead (1M-MATH: its 200,000 rows
+of the ~850K MATH-style rows, see :func:`shuffled_head`), and ``extra`` adds rows of a larger split that the chosen
+rows lack (Table 3's NTP on 1M-GSM plus further 2M-GSM rows). A local copy is a JSON-lines file
+``<path>/<split>.jsonl`` with the hub's fields (``problem``, ``generated_solution``, ``expected_answer``,
+``problem_source``); the same filter applies.
 
 Targets end in ``\\boxed{...}``: the generated solutions do, and one that does not gets ``\\boxed{expected_answer}``
 appended, so a trained model always writes its answer where the ``math`` scorer reads it. The test split is another
@@ -28,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from mtp_bench.data.gsm8k import GSM8K, GSM8KParams
 from mtp_bench.data.hub import check_local_files, count_local, local_hint, stream_rows
 from mtp_bench.data.math500 import ANSWER_TEMPLATE, MATH500, PROMPT_TEMPLATE, MATH500Params, last_boxed
-from mtp_bench.data.tasks import read_jsonl
+from mtp_bench.data.tasks import DataError, read_jsonl
 
 ProblemSource = Literal["gsm8k", "augmented_gsm8k", "math", "augmented_math"]
 TEST_TASKS: dict[str, tuple[type, type]] = {"gsm8k": (GSM8K, GSM8KParams), "math500": (MATH500, MATH500Params)}
@@ -39,6 +42,21 @@ def boxed_solution(solution: str, expected: str) -> str:
     """The solution, with ``\\boxed{expected}`` appended when it has no box of its own."""
     solution = solution.strip()
     return solution if last_boxed(solution) is not None else f"{solution}\nThe final answer is \\boxed{{{expected}}}."
+
+
+def shuffled_head(rows: list[Any], size: int, seed: int) -> list[Any]:
+    """The first ``size`` rows after a seeded shuffle, in shuffled order: NumPy's ``default_rng(seed).permutation``,
+    which is what ``datasets.Dataset.shuffle(seed=seed).select(range(size))`` draws. The MuToR code samples 1M-MATH
+    this way (seed 0, 200,000 rows), so the same rows in the same order give the same sample."""
+    import numpy as np  # imported here: only sampling needs it
+
+    order = np.random.default_rng(seed).permutation(len(rows))[:size]
+    return [rows[int(i)] for i in order]
+
+
+def row_key(row: dict[str, Any]) -> tuple[str, str]:
+    """What makes two rows of different splits the same row: the problem and its generated solution."""
+    return row["problem"], row["generated_solution"]
 
 
 def reservoir(rows: Iterator[dict[str, Any]], size: int, seed: int) -> list[dict[str, Any]]:
@@ -56,6 +74,23 @@ def reservoir(rows: Iterator[dict[str, Any]], size: int, seed: int) -> list[dict
     return [row for _, row in sorted(kept, key=lambda pair: pair[0])]
 
 
+class ExtraRows(BaseModel):
+    """Rows of a larger split added to the chosen ones (the paper's Table 3: NTP on 1M-GSM "plus additional samples"
+    of 2M-GSM, ~1.4x the samples)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    split: Literal["train_1M", "train_2M", "train_5M", "train"]
+    """Split the extra rows come from, filtered by the same ``problem_sources``; rows the chosen split also holds
+    (same problem and solution) are never added."""
+
+    size: int | float = Field(gt=0)
+    """How many: a count, or a fraction of the chosen rows if below 1 (0.4: 1.4x the samples in all)."""
+
+    seed: int = 0
+    """The extra rows are the first ``size`` of the candidates after a seeded shuffle (as ``sample_size``)."""
+
+
 class OpenMathInstruct2Params(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
 
@@ -67,7 +102,7 @@ class OpenMathInstruct2Params(BaseModel):
 
     problem_sources: list[ProblemSource] = Field(min_length=1)
     """Rows kept, by ``problem_source``: e.g. ``[gsm8k, augmented_gsm8k]`` (1M-GSM, ≈152K rows of train_1M) or
-    ``[math, augmented_math]`` (1M-MATH, ≈200K)."""
+    ``[math, augmented_math]`` (≈850K rows of train_1M, of which the paper's 1M-MATH samples 200K: ``sample_size``)."""
 
     max_examples: int | None = Field(default=None, ge=1)
     """Cap on training rows; default all kept rows (held in memory: ≈152K-277K for the paper's sets)."""
@@ -75,8 +110,20 @@ class OpenMathInstruct2Params(BaseModel):
     subsample_seed: int | None = None
     """With ``max_examples``: draw a seeded uniform sample of the kept rows instead of taking the first ones."""
 
+    sample_size: int | None = Field(default=None, ge=1)
+    """Keep this many of the kept rows, drawn as the MuToR code draws 1M-MATH (200,000 of ~850K MATH-style rows of
+    train_1M): shuffle with ``sample_seed`` exactly as ``datasets.Dataset.shuffle(seed=...)`` does, take the first
+    N. Every kept row is held in memory while reading (~850K rows, a few GB, for 1M-MATH). Default: every kept row.
+    Not with ``max_examples``."""
+
+    sample_seed: int = 0
+    """Seed of that shuffle (the MuToR code: 0)."""
+
+    extra: ExtraRows | None = None
+    """Rows of a larger split added to the chosen ones (see its fields); default none."""
+
     path: str | None = None
-    """Directory holding ``<split>.jsonl`` (``source: local``)."""
+    """Directory holding ``<split>.jsonl`` (and ``extra.split``'s file) for ``source: local``."""
 
     hub_id: str = "nvidia/OpenMathInstruct-2"
     """Dataset id on the hub (``source: hub``)."""
@@ -92,7 +139,23 @@ class OpenMathInstruct2Params(BaseModel):
     def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
         if info.data.get("source") != "local":
             return path
-        return check_local_files(path, [f"{info.data.get('split', 'train_1M')}.jsonl"])
+        extra = info.data.get("extra")
+        splits = [info.data.get("split", "train_1M"), *([extra.split] if extra is not None else [])]
+        return check_local_files(path, [f"{split}.jsonl" for split in splits])
+
+    @field_validator("sample_size")
+    @classmethod
+    def _one_cap(cls, size: int | None, info: ValidationInfo) -> int | None:
+        if size is not None and info.data.get("max_examples") is not None:
+            raise ValueError("set at most one of max_examples and sample_size")
+        return size
+
+    @field_validator("extra")
+    @classmethod
+    def _another_split(cls, extra: ExtraRows | None, info: ValidationInfo) -> ExtraRows | None:
+        if extra is not None and extra.split == info.data.get("split", "train_1M"):
+            raise ValueError(f"extra.split {extra.split!r} is the chosen split itself: it has no rows to add")
+        return extra
 
     @field_validator("test_params")
     @classmethod
@@ -136,26 +199,33 @@ class OpenMathInstruct2:
     def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
         return self._train() if split == "train" else self._test()
 
-    def _rows(self) -> Iterator[dict[str, Any]]:
+    def _rows(self, split: str) -> Iterator[dict[str, Any]]:
         p = self.params
         if p.source == "local":
             assert p.path is not None
-            return iter(read_jsonl(Path(p.path) / f"{p.split}.jsonl", required=FIELDS))
-        hint = local_hint(self.name, f"a directory with {p.split}.jsonl (the hub's fields, one row per line)")
-        return stream_rows(p.hub_id, None, p.split, hint)
+            return iter(read_jsonl(Path(p.path) / f"{split}.jsonl", required=FIELDS))
+        hint = local_hint(self.name, f"a directory with {split}.jsonl (the hub's fields, one row per line)")
+        return stream_rows(p.hub_id, None, split, hint)
+
+    def _kept(self, split: str) -> Iterator[dict[str, Any]]:
+        wanted = set(self.params.problem_sources)
+        return (row for row in self._rows(split) if row.get("problem_source") in wanted)
 
     def _train(self) -> list[dict[str, Any]]:
         p = self.params
-        wanted = set(p.problem_sources)
-        kept = (row for row in self._rows() if row.get("problem_source") in wanted)
+        kept = self._kept(p.split)
         if p.max_examples is not None and p.subsample_seed is not None:
             rows = reservoir(kept, p.max_examples, p.subsample_seed)
+        elif p.sample_size is not None:
+            rows = shuffled_head(list(kept), p.sample_size, p.sample_seed)
         else:
             rows = []
             for row in kept:  # stop reading the stream as soon as the cap is reached
                 rows.append(row)
                 if p.max_examples is not None and len(rows) >= p.max_examples:
                     break
+        if p.extra is not None:
+            rows += self._extra(rows, p.extra)
         return [
             {
                 "problem": row["problem"].strip(),
@@ -165,6 +235,17 @@ class OpenMathInstruct2:
             }
             for row in rows
         ]
+
+    def _extra(self, chosen: list[dict[str, Any]], extra: ExtraRows) -> list[dict[str, Any]]:
+        """``extra.size`` rows of ``extra.split`` (same problem sources) that ``chosen`` does not hold."""
+        have = {row_key(row) for row in chosen}
+        candidates = [row for row in self._kept(extra.split) if row_key(row) not in have]
+        size = int(extra.size) if extra.size >= 1 else round(extra.size * len(chosen))
+        if size > len(candidates):
+            raise DataError(f"{self.name}: extra asks for {size} rows of {extra.split} beyond the {len(chosen)} "
+                            f"chosen, but it has only {len(candidates)} others (problem_source in "
+                            f"{', '.join(self.params.problem_sources)})")
+        return shuffled_head(candidates, size, extra.seed)
 
     def _test(self) -> list[dict[str, Any]]:
         task_cls, params_model = TEST_TASKS[self.params.test]
