@@ -69,6 +69,29 @@ def test_math_different_answers(gold: str, completion: str) -> None:
     assert not equivalent(gold, completion)
 
 
+@pytest.mark.parametrize(
+    ("gold", "completion", "right"),
+    [
+        # the last box is the answer (MATH500 practice, the paper's official grader), not the set of every box
+        (r"\frac{14}{3}", r"First \boxed{5}, wait, correction: \boxed{\frac{14}{3}}", True),
+        ("5", r"First \boxed{5}, wait, correction: \boxed{\frac{14}{3}}", False),
+        ("2", r"\boxed{1}, \boxed{2}", True),
+        ("1", r"\boxed{1}, \boxed{2}", False),
+        (r"\{1,2\}", r"\boxed{1}, \boxed{2}", False),
+        # nested braces inside the last box, and a box inside a box
+        (r"\left(3,\frac{\pi}{2}\right)", r"\boxed{1} then \boxed{\left( 3, \frac{\pi}{2} \right)}", True),
+        (r"\frac{\sqrt{3}}{2}", r"so $\boxed{\frac{\sqrt{3}}{2}}$.", True),
+        ("12", r"\boxed{\boxed{12}}", True),
+        ("7", r"\fbox{7}", True),  # math-verify alone reads nothing from \fbox
+        ("3", r"\boxed{3}. Check: \boxed{\frac{1", False),  # the last box never closes: cut off, no answer
+        ("10", "no box: the answer is 10", True),  # no box at all: math-verify's own reading of the text
+        ("7", r"\boxed 7", True),
+    ],
+)
+def test_math_reads_the_last_box(gold: str, completion: str, right: bool) -> None:
+    assert equivalent(gold, completion) is right
+
+
 def test_math_scorer_metrics_and_samples() -> None:
     examples = [example(problem="p1", gold=r"\frac{1}{2}"), example(problem="p2", gold="3"),
                 example(problem="p3", gold="10")]
@@ -89,19 +112,87 @@ def test_math_scorer_metrics_and_samples() -> None:
         ("x = 250 m.\n#### D", "D", "D"),
         ("#### (C).", "C", "C"),
         ("####B", "B", "B"),
+        ("#### C\nmore text after the answer line", "C", "C"),
         ("first #### A\n#### B", "A", "A"),  # the first answer line counts, as for GSM8K
         ("#### Cats are nice", None, None),  # not a lone letter
         ("#### F", None, None),  # not an option
+        ("####\nA train leaves at 5", None, None),  # the line after the mark is empty: no letter from the next one
+        ("#### A train leaves at 5", None, None),  # the article, not an answer
+        ("#### E.g. the speed", None, None),  # an abbreviation
+        ("#### A or C", None, None),  # hedges read nothing
+        ("#### A/C", None, None),
+        ("the answer is A or C", None, None),
+        ("the answer is A, B", None, None),
+        ("#### c", None, "C"),  # other writings of the answer line count for the flexible reading only
+        ("#### **C**", None, "C"),
+        ("#### [C]", None, "C"),
         ("Correct answer - A", None, "A"),
         ("The answer is (E)", None, "E"),
-        ("Answer: B. Option C was a trap? no: answer is D", None, "D"),  # the last phrase wins
+        ("Answer: B. Option C was a trap? no: answer is D", None, "D"),  # the last statement wins
+        ("So the answer is B. Let's double-check option E", None, "B"),  # a mention is no statement
+        ("adoption B", None, None),  # no cue inside a word
         ("answer C", None, "C"),
+        ("the answer is c", None, "C"),
+        ("the answer is c.", None, "C"),
+        ("The answer is a number we get below", None, None),  # the article
+        ("the answer is B, a total of 12", None, "B"),  # a lower-case "a" after a comma is no hedge
+        ("the right answer is: C", None, "C"),
+        ("So the answer is [C]", None, "C"),
+        ("The answer is **C**", None, "C"),
+        ("The answer is ( C )", None, "C"),
+        ("Therefore \\boxed{C}", None, "C"),
+        ("Final: $\\boxed{(d)}$ it is", None, "D"),
+        ("ANS:D", None, "D"),
+        ("Ans A", None, "A"),
+        ("The Answer is, B.", None, "B"),
+        ("hence the answer will be A. 5 pi", None, "A"),
+        ("the correct option is E", None, "E"),
+        ("ANSWER :(Option C)", None, "C"),
+        ("40 sales\nD is the correct choice", None, "D"),
+        ("Hence (C) is the correct answer", None, "C"),
+        ("x = 36\nC", None, "C"),  # a lone letter on the last line
+        ("x = 13 hours.\nE)", None, "E"),
+        ("x = 5\nOption: B", None, "B"),
+        ("x = 5\nB is one of the options\n", None, None),
+        ("To answer A's question we add", None, None),
         ("no letter at all", None, None),
+        ("Q: what is x? A) 21 B) 15 C) 12 D) 9 E) 7", None, None),  # an echoed option list states nothing
+        ("Answer Choices: (A)21 (B)15 (C)12", None, None),
     ],
 )
 def test_letter_reading_rule(completion: str, strict: str | None, flexible: str | None) -> None:
     assert strict_letter(completion) == strict
     assert flexible_letter(completion) == flexible
+
+
+def test_letter_rule_follows_the_option_letters() -> None:
+    assert strict_letter("#### G", "ABCDEFG") == "G" and strict_letter("#### G") is None
+    assert flexible_letter("the answer is g.", "ABCDEFG") == "G" and flexible_letter("the answer is g.") is None
+
+
+def aqua_rows() -> list[dict]:
+    folder = SHARED / "aqua"
+    if not all((folder / name).is_file() for name in ("dev.json", "test.json")):
+        pytest.skip(f"AQuA-RAT not found at {folder} (the shared data folder beside the repository)")
+    return [json.loads(line) for name in ("dev.json", "test.json")
+            for line in (folder / name).read_text().splitlines() if line.strip()]
+
+
+def test_flexible_reading_recovers_aqua_rationales_own_answers() -> None:
+    """AQuA's 508 dev and test rationales end with their answer in many writings (``Answer : A``, ``ANS:D``, ``D is
+    the correct choice``, a lone letter); the flexible reader must recover the gold letter from nearly all that state
+    one and misread almost none. Measured: 474 right, 1 wrong (``each answer choice: (A) can never be true ...``),
+    33 read nothing (most state no letter at all: they end with a number)."""
+    rows = aqua_rows()
+    assert len(rows) == 508
+    read = [flexible_letter(row["rationale"]) for row in rows]
+    right = sum(letter == row["correct"].strip() for letter, row in zip(read, rows))
+    wrong = sum(letter is not None and letter != row["correct"].strip() for letter, row in zip(read, rows))
+    assert right >= 470 and wrong <= 2, (right, wrong)
+    # the questions and their options, which a model may echo, state no answer
+    from mtp_bench.data.aqua_rat import options_text
+
+    assert all(flexible_letter(f"{row['question']}\n{options_text(row['options'])}") is None for row in rows)
 
 
 def test_multiple_choice_scorer() -> None:
