@@ -148,22 +148,59 @@ def test_scorers_are_registered_plugins() -> None:
             cls.Params.model_validate({"no_such_setting": 1})
 
 
-@pytest.mark.parametrize("completion", ["#### 1,8", "#### 1,000", "#### 1,234.50.", "#### -7", "#### 12,34"])
-def test_strict_reading_agrees_with_the_lm_eval_cross_check_task(completion: str) -> None:
-    """The shipped ``gsm8k_mutor_local`` task reads the strict answer with its regex filter and then drops what
-    ``regexes_to_ignore`` names (commas, ``$``, a final ``.``); our scorer must read the same number."""
-    import re
-
+def lm_eval_strict_verdict(completion: str, answer: str) -> bool:
+    """The shipped ``gsm8k_mutor_local`` task's strict verdict, computed by lm-eval's own code: its ``strict-match``
+    regex filter on the completion, then its ``exact_match`` metric (with the YAML's ``regexes_to_ignore`` and
+    ``ignore_case``) against GSM8K's full answer text."""
     import yaml
+    from lm_eval.api.metrics import exact_match_hf_evaluate
+    from lm_eval.filters.extraction import RegexFilter
 
     from mtp_bench.evaluation import lm_eval_bridge
 
     task = yaml.safe_load((Path(lm_eval_bridge.__file__).parent / "lm_eval_tasks" / "gsm8k_mutor_local.yaml")
                           .read_text())
-    strict = next(f for f in task["filter_list"] if f["name"] == "strict-match")
-    match = re.search(strict["filter"][0]["regex_pattern"], completion)
-    theirs = match.group(1)
-    for pattern in task["metric_list"][0]["regexes_to_ignore"]:
-        theirs = re.sub(pattern, "", theirs)
-    assert normalize_number(theirs) == strict_answer(completion)
+    steps = next(f for f in task["filter_list"] if f["name"] == "strict-match")["filter"]
+    assert [step["function"] for step in steps] == ["regex", "take_first"]
     assert task["generation_kwargs"]["until"] == []  # no stop string beyond EOS, like our decoder
+    read = RegexFilter(steps[0]["regex_pattern"]).apply([[completion]], [{}])[0][0]
+    metric = {key: value for key, value in task["metric_list"][0].items()
+              if key in ("regexes_to_ignore", "ignore_case", "ignore_punctuation")}
+    return bool(exact_match_hf_evaluate(predictions=[read], references=[answer], **metric)["exact_match"])
+
+
+# (completion, gold, our strict verdict, lm-eval's): every case where the two strict readings differ is listed with
+# differing verdicts; the README states the same list.
+STRICT_CASES = [
+    ("So 18 in all.\n#### 18", "18", True, True),
+    ("#### 18.", "18", True, True),  # lm-eval drops a final "."
+    ("#### 1,8", "18", True, True),  # both drop commas between digits
+    ("#### 18,000", "18000", True, True),
+    ("#### 12,34", "1234", True, True),
+    ("#### -7", "-7", True, True),
+    ("#### 18.5", "18.5", True, True),
+    ("#### 18 apples", "18", True, True),
+    ("#### 18\n#### 19", "18", True, True),  # both read the first answer line
+    ("#### 17", "18", False, False),
+    ("The answer is 18", "18", False, False),
+    ("#### $18", "18", True, False),  # lm-eval's regex wants a digit or "-" right after "#### "
+    ("#### $ 18", "18", True, False),
+    ("####18", "18", True, False),  # ... and exactly one space after the mark
+    ("####  18", "18", True, False),
+    ("#### 018", "18", True, False),  # lm-eval compares strings: no number normalisation
+    ("#### 18.0", "18", True, False),
+    ("#### 18.50", "18.5", True, False),
+    ("#### .5", "0.5", True, False),
+    ("#### \u221218", "-18", True, False),  # a Unicode minus
+    ("#### - 18", "-18", True, False),
+    ("#### The answer is 5\n#### 5", "5", False, True),  # lm-eval takes the first "#### <number>" anywhere
+]
+
+
+@pytest.mark.parametrize(("completion", "gold", "ours", "theirs"), STRICT_CASES)
+def test_strict_reading_against_the_lm_eval_cross_check_task(completion: str, gold: str, ours: bool,
+                                                             theirs: bool) -> None:
+    """Where our strict GSM8K reading and lm-eval's ``gsm8k_mutor_local`` agree and differ, measured by running
+    both: GSM8K's reference is the full answer (``rationale\n#### 18``) that lm-eval strips to the number."""
+    assert (strict_answer(completion) == normalize_number(gold)) is ours
+    assert lm_eval_strict_verdict(completion, f"Some working.\n#### {gold}") is theirs
