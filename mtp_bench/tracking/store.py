@@ -11,21 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtp_bench.errors import BadInput
 from mtp_bench.tracking import KIND_TRIAL, TAG_CELL, TAG_KIND, TAG_METHOD, TAG_SEED, TAG_SUITE, TAG_TRIAL_ID
+from mtp_bench.tracking.health import StoreError, check_store
+
+__all__ = ["DEFAULT_STORE", "Store", "StoreError", "TrialRun", "absolute_store", "default_store"]
 
 DEFAULT_STORE = "sqlite:///results/mlflow.db"
 _SQLITE = "sqlite:///"
 
 
-class StoreError(BadInput, ValueError):
-    """No store, or no such experiment in it; the message is meant for the user as it is."""
-
-
 def absolute_store(uri: str) -> str:
     """A relative SQLite URI made absolute against the working directory (other URIs unchanged)."""
     if uri.startswith(_SQLITE) and not uri.startswith(_SQLITE + "/"):
-        return _SQLITE + str(Path(uri[len(_SQLITE):]).resolve())
+        path = uri[len(_SQLITE):]
+        try:
+            return _SQLITE + str(Path(path).resolve())
+        except (OSError, RuntimeError):  # a symlink loop: the check of the store names it
+            return _SQLITE + os.path.abspath(path)
     return uri
 
 
@@ -68,10 +70,12 @@ class Store:
         from mlflow import MlflowClient
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per artifact otherwise
-        if uri.startswith(_SQLITE) and not Path(uri[len(_SQLITE):]).is_file():
-            raise StoreError(f"no MLflow store at {uri[len(_SQLITE):]} (run the suite first, or pass --store)")
+        check_store(uri, write=False, experiment=experiment)  # MLflow would write its tables into any file
         self.uri, self.client = uri, MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
+        if found is not None and found.lifecycle_stage == "deleted":
+            raise StoreError(f"experiment {experiment!r} in {uri} is deleted (in MLflow's trash): restore it with "
+                             f"`mlflow experiments restore --experiment-id {found.experiment_id}`, or pass another")
         if found is None:
             names = ", ".join(e.name for e in self.client.search_experiments()) or "none"
             raise StoreError(f"no experiment {experiment!r} in {uri}; experiments there: {names}")
