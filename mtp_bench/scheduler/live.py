@@ -1,9 +1,13 @@
-"""One live view of a grid in the driver: trials queued, running, done, with their step and current metrics, and
-the mailbox that carries those from the workers.
+"""One live view of a grid in the driver: trials queued, running, done, with their step and current metrics, how
+many are done of how many and an ETA (:mod:`~mtp_bench.scheduler.progress`), and the mailbox that carries those
+from the workers.
 
 Workers never draw anything (their progress bars would interleave); they send small messages that the scheduler
 feeds in here. On a terminal the view is a rich ``Live`` table redrawn in place; elsewhere (CI logs, a cluster
-job's output) it prints one line when a trial starts, retries or ends.
+job's output) it prints one line when a trial starts, retries or ends, and a progress line
+(``3/30 done, 2 running: mutor seed=2 step 400/1000, ...; ETA 2m10s``) after each end and every
+:data:`PROGRESS_EVERY_S` seconds. The same lines always go to a log file too (:func:`progress_log`), so that a
+grid running in a terminal can be followed from elsewhere (``tail -f``).
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
+from mtp_bench.scheduler.progress import Running, clock, eta_text, kind_of, remaining_seconds
 from mtp_bench.scheduler.reports import FAILED, FINISHED, SKIPPED, TrialReport
 from mtp_bench.scheduler.trial_run import OpenedRun
 
@@ -21,6 +27,14 @@ _STYLE = {QUEUED: "dim", RUNNING: "cyan", RETRYING: "yellow", FINISHED: "green",
 _ORDER = {RUNNING: 0, RETRYING: 1, FAILED: 2, FINISHED: 3, SKIPPED: 4, QUEUED: 5}
 TRAIN_METRIC = "train/loss"
 TOTAL_STEPS = "train/total_steps"
+PROGRESS_EVERY_S = 30.0
+"""Seconds between progress lines when nothing ends (plain output and the log file)."""
+SHOWN_RUNNING = 4  # running trials named in a progress line; the rest are counted
+
+
+def progress_log(workdir: str | Path, suite: str) -> Path:
+    """The grid's progress log: ``<tracking.workdir>/<suite>/progress.log``, beside its trials' folders."""
+    return Path(workdir) / suite / "progress.log"
 
 
 def live_subset(metrics: dict[str, float]) -> dict[str, float]:
@@ -61,23 +75,30 @@ class Row:
 class GridView:
     """State of every trial of a grid and its rendering. Methods are called from the driver thread only."""
 
-    def __init__(self, trials: list[tuple[str, str]], console: Any = None, max_rows: int = 24):
+    def __init__(self, trials: list[tuple[str, str]], console: Any = None, max_rows: int = 24,
+                 log: Path | None = None, every: float = PROGRESS_EVERY_S):
         self.rows = {trial_id: Row(trial_id, label) for trial_id, label in trials}
         self.console = console
         self.max_rows = max_rows
         self.started_at = time.monotonic()
+        self.log_path, self.every = log, every
+        self.slots = 1  # the most trials seen running at once: how many the grid runs side by side
         self._live: Any = None
+        self._log: IO[str] | None = None
+        self._last_progress = self.started_at
 
     # ------------------------------------------------------------------------------------------ updates ----
     def placed(self, trial_id: str) -> None:
         """The scheduler gave the trial its resources; it is starting (no line: :meth:`start` follows)."""
         row = self.rows[trial_id]
         row.status, row.started = RUNNING, time.monotonic()
+        self._count_slots()
 
     def start(self, trial_id: str, node: str | None = None, attempt: int = 1) -> None:
         row = self.rows[trial_id]
         row.status, row.attempt, row.started, row.error = RUNNING, attempt, time.monotonic(), None
         row.node = node or row.node
+        self._count_slots()
         self._line(row, f"started{f' (attempt {attempt})' if attempt > 1 else ''}"
                         f"{f' on {_short(row.node)}' if row.node else ''}")
 
@@ -85,6 +106,7 @@ class GridView:
         row = self.rows[trial_id]
         if row.status == QUEUED:
             row.status, row.started = RUNNING, time.monotonic()
+            self._count_slots()
         row.step = max(row.step, step)
         if TOTAL_STEPS in metrics:
             row.total = int(metrics[TOTAL_STEPS])
@@ -109,6 +131,8 @@ class GridView:
         if found is not None:
             row.evaluation = found
         self._line(row, report.status.lower() + (f": {report.error}" if report.error else ""))
+        if report.status != SKIPPED:  # skipped trials are reported all at once before the grid starts
+            self.progress()
 
     def counts(self) -> dict[str, int]:
         out = {status: 0 for status in _ORDER}
@@ -116,15 +140,61 @@ class GridView:
             out[row.status] += 1
         return out
 
+    def _count_slots(self) -> None:
+        self.slots = max(self.slots, sum(r.status == RUNNING for r in self.rows.values()))
+
+    # ----------------------------------------------------------------------------------------- progress ----
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds until the grid ends, from measured durations and step rates (None: nothing measured yet)."""
+        now = time.monotonic() if now is None else now
+        finished: dict[str, list[float]] = {}
+        running, waiting = [], []
+        for row in self.rows.values():
+            if row.status == FINISHED and row.seconds:
+                finished.setdefault(kind_of(row.label), []).append(row.seconds)
+            elif row.status == RUNNING:
+                elapsed = now - row.started if row.started is not None else 0.0
+                running.append(Running(kind_of(row.label), elapsed, row.step, row.total))
+            elif row.status in (QUEUED, RETRYING):
+                waiting.append(kind_of(row.label))
+        return remaining_seconds(finished, running, waiting, self.slots)
+
+    def progress_line(self, now: float | None = None) -> str:
+        """``3/30 done, 2 running: mutor seed=2 step 400/1000, ntp seed=3 step 120/1000; ETA 2m10s``."""
+        counts = self.counts()
+        done = counts[FINISHED] + counts[FAILED] + counts[SKIPPED]
+        text = f"{done}/{len(self.rows)} done" + (f" ({counts[FAILED]} failed)" if counts[FAILED] else "")
+        running = sorted((r for r in self.rows.values() if r.status == RUNNING), key=lambda r: r.started or 0.0)
+        if running:
+            named = [f"{r.label} step {r.step}/{r.total or '?'}" for r in running[:SHOWN_RUNNING]]
+            more = len(running) - SHOWN_RUNNING
+            text += f", {len(running)} running: " + ", ".join(named) + (f", +{more} more" if more > 0 else "")
+        return f"{text}; {eta_text(self.eta(now))}"
+
+    def progress(self) -> None:
+        """A progress line, now (after a trial ends)."""
+        self._last_progress = time.monotonic()
+        self._write(self.progress_line(), to_console=self._live is None)
+
+    def tick(self) -> None:
+        """Called often by the scheduler's loop: a progress line when :attr:`every` seconds passed without one."""
+        if time.monotonic() - self._last_progress >= self.every:
+            self.progress()
+
     # --------------------------------------------------------------------------------------- rendering ----
     def render(self) -> Any:
         from rich.console import Group
+        from rich.progress_bar import ProgressBar
         from rich.table import Table
         from rich.text import Text
 
         counts = self.counts()
+        done = counts[FINISHED] + counts[FAILED] + counts[SKIPPED]
         parts = [f"[{_STYLE[s]}]{counts[s]} {s.lower()}[/]" for s in _ORDER if counts[s] or s in (QUEUED, RUNNING)]
-        header = Text.from_markup(f"grid: {' · '.join(parts)}   elapsed {_clock(time.monotonic() - self.started_at)}")
+        header = Table.grid(padding=(0, 1))
+        header.add_row(Text.from_markup(f"grid: {done}/{len(self.rows)} done"), ProgressBar(len(self.rows), done, 24),
+                       Text.from_markup(f"{' · '.join(parts)}   elapsed {_clock(time.monotonic() - self.started_at)}"
+                                        f"   {eta_text(self.eta())}"))
         table = Table(show_edge=False, pad_edge=False, expand=False)
         for column in ("trial", "status", "step", "train/loss", "evaluation", "node", "time"):
             table.add_column(column, no_wrap=column in ("status", "step", "time"))
@@ -152,6 +222,10 @@ class GridView:
 
     # ------------------------------------------------------------------------------------------ display ----
     def __enter__(self) -> GridView:
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("a", encoding="utf-8", buffering=1)  # line-buffered: `tail -f` follows
+            self._log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}: a grid of {len(self.rows)} trials\n")
         if self.console is not None and getattr(self.console, "is_terminal", False):
             from rich.live import Live
 
@@ -164,11 +238,22 @@ class GridView:
         if self._live is not None:
             self._live.__exit__(*exc)
             self._live = None
+        if self._log is not None:
+            self._write(self.progress_line() + (" (interrupted)" if exc and exc[0] is not None else ""),
+                        to_console=False)
+            self._log.close()
+            self._log = None
 
     def _line(self, row: Row, text: str) -> None:
-        """Outside a terminal, state changes become plain log lines."""
-        if self.console is not None and self._live is None:
-            self.console.print(f"[{_clock(time.monotonic() - self.started_at)}] {row.label}: {text}", markup=False)
+        """State changes: plain lines outside a terminal, and in the log file."""
+        self._write(f"{row.label}: {text}", to_console=self._live is None)
+
+    def _write(self, text: str, *, to_console: bool) -> None:
+        line = f"[{_clock(time.monotonic() - self.started_at)}] {text}"
+        if to_console and self.console is not None:
+            self.console.print(line, markup=False)
+        if self._log is not None:
+            self._log.write(line + "\n")
 
 
 # ------------------------------------------------------------------------------------ worker -> driver feed ----
@@ -215,9 +300,4 @@ def _short(node: str | None) -> str:
     return (node or "")[:8]
 
 
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else (f"{minutes}m{secs:02d}s" if minutes else f"{secs}s")
+_clock = clock  # the lines' time stamps (``[1m41s]``), which ``mtp-bench bench --parts quickstart`` reads back

@@ -157,6 +157,7 @@ def run_pool(pool: WorkerPool, trials: list[TrialConfig], *, parent_id: str | No
                 view.start(trial_id, item[2], item[4])
             elif kind == "metrics":
                 view.update(trial_id, item[3], item[2])
+        view.tick()  # a progress line now and then, even while no trial reports
 
     def finish(trial: TrialConfig, report: TrialReport) -> None:
         if report.status == FAILED and tries[trial.trial_id] <= trial.resources.max_retries:

@@ -30,7 +30,7 @@ from mtp_bench.scheduler.checks import (
     check_resources,
     check_tracking,
 )
-from mtp_bench.scheduler.live import GridView
+from mtp_bench.scheduler.live import GridView, progress_log
 from mtp_bench.scheduler.pool import WorkerPool, run_pool
 from mtp_bench.scheduler.reports import TrialReport
 from mtp_bench.scheduler.trial_run import finished_run, skipped_report
@@ -66,7 +66,8 @@ class RaySession:
         """One report per trial, in the order given."""
         trials = self.trials
         reports = _already_finished(trials, self.trackers) if resume else {}  # skipped without starting a trial
-        view = GridView([(t.trial_id, t.label) for t in trials], console)
+        log = progress_log(trials[0].tracking.workdir, trials[0].suite) if trials else None
+        view = GridView([(t.trial_id, t.label) for t in trials], console, log=log)
         for report in reports.values():
             view.finish(report)
         pending = [t for t in trials if t.trial_id not in reports]
