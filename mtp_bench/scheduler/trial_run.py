@@ -141,6 +141,8 @@ def execute_trial(
     if on_open is not None:
         on_open(opened)
     try:
+        # Where this attempt runs (CPU kernels, threads, library versions): what moves a trial's numbers.
+        tracker.set_tags(opened.run_id, tracking.environment_tags())
         if run is None:
             metrics = run_in_this_process(trial, trial_workdir(trial), tracker, opened.run_id, on_metrics, progress)
         else:

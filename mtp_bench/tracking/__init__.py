@@ -16,6 +16,7 @@ from typing import Any
 
 from mtp_bench.tracking.naming import flatten as flatten
 from mtp_bench.tracking.naming import metric_name as metric_name
+from mtp_bench.tracking.provenance import environment_tags as environment_tags
 from mtp_bench.tracking.provenance import git_commit as git_commit
 from mtp_bench.tracking.retry import lock_retries as lock_retries
 from mtp_bench.tracking.tags import *  # noqa: F403 - every tag name, importable from here
