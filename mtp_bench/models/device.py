@@ -31,14 +31,26 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for plain fp32. CPU runs stay fp32 under ``auto`` (repeatable and fast enough)."""
+    """The autocast dtype, or None for plain fp32. CPU runs stay fp32 under ``auto`` (repeatable and fast enough).
+    ``bf16-pure`` autocasts to bf16 as well: its weights are bf16 already, and autocast keeps losses in fp32."""
     if name == "fp32":
         return None
     if name == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return None
-    return torch.bfloat16 if name == "bf16" else torch.float16
+    return torch.float16 if name == "fp16" else torch.bfloat16
+
+
+def cast_weights(module: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """Under ``bf16-pure``, the module's floating-point parameters in bf16 (AdamW's state then follows them); every
+    other setting leaves them as built (fp32). Buffers keep their dtype, as when a model is loaded in bf16: rotary
+    inverse frequencies stay fp32."""
+    if precision == "bf16-pure":
+        for parameter in module.parameters():
+            if parameter.is_floating_point():
+                parameter.data = parameter.data.to(torch.bfloat16)
+    return module
 
 
 @contextlib.contextmanager

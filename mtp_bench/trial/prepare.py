@@ -23,7 +23,7 @@ from mtp_bench.data.pipeline import (
 from mtp_bench.method.batches import TokenBatch
 from mtp_bench.method.protocol import MethodContext
 from mtp_bench.models.build import apply_lora, build_model, build_tokenizer
-from mtp_bench.models.device import resolve_device, resolve_precision, seed_everything
+from mtp_bench.models.device import cast_weights, resolve_device, resolve_precision, seed_everything
 from mtp_bench.suite.models import TrialConfig
 from mtp_bench.train.loop import TrainModule
 
@@ -84,7 +84,7 @@ def prepare(trial: TrialConfig, device: torch.device | None = None) -> Prepared:
     extra = method.prepare(model, tokenizer)  # before LoRA: a method copies or extends the plain model
     if trial.train.mode == "lora":
         model = apply_lora(model, trial.train.lora)
-    module = TrainModule(model, extra, method).to(device)
+    module = cast_weights(TrainModule(model, extra, method).to(device), trial.train.precision)
     train_data = tokenize(splits.train, tokenizer, max_length=trial.train.max_length, overlength=trial.train.overlength)
     precision = resolve_precision(trial.train.precision, device)
     hook = getattr(task, "condition_dropout", None)
