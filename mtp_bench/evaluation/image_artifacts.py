@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import io
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,22 @@ class ImageScorerError(BadInput):
     """A configured decoder or FID library is missing or answers wrongly."""
 
 
-def sample_grid_png(images: np.ndarray, labels: np.ndarray, per_class: int, max_classes: int = 32) -> bytes:
-    """A PNG mosaic: one row per class (in label order, at most ``max_classes``), ``per_class`` samples each, grey
-    images in [0, 1] (``(N, H, W)``) or colour (``(N, H, W, 3)``), one-pixel white gaps."""
+MIN_SIDE = 64
+"""Each sample in a grid is enlarged (nearest neighbour, by a whole factor) until its shorter side has this many
+pixels: an 8 x 8 image becomes 64 x 64, a 256 x 256 one stays as it is."""
+
+
+def sample_grid_png(images: np.ndarray, labels: np.ndarray, per_class: int, max_classes: int = 32,
+                    class_names: Sequence[str] | None = None, title: str = "") -> bytes:
+    """A labelled PNG mosaic: one row per class (in label order, at most ``max_classes``), ``per_class`` samples each,
+    grey images in [0, 1] (``(N, H, W)``) or colour (``(N, H, W, 3)``). Samples are enlarged nearest-neighbour by a
+    whole factor (each at least :data:`MIN_SIDE` pixels) and drawn pixel for pixel, with white gaps one source pixel
+    wide; each row is labelled with its class (number, then ``class_names[k]`` when given), the top with ``title``
+    (who made the samples: method, grid values, seed)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from matplotlib.figure import Figure
 
     images = np.clip(np.asarray(images, dtype=np.float64), 0.0, 1.0)
     classes = sorted(set(int(k) for k in labels))[:max_classes]
@@ -36,10 +46,25 @@ def sample_grid_png(images: np.ndarray, labels: np.ndarray, per_class: int, max_
         for col, index in enumerate(np.flatnonzero(np.asarray(labels) == k)[:per_class]):
             top, left = 1 + row * (h + 1), 1 + col * (w + 1)
             mosaic[top : top + h, left : left + w] = images[index]
-    scale = max(1, 256 // max(mosaic.shape[0], mosaic.shape[1]))  # tiny images: enlarge, nearest-neighbour
+    scale = max(1, -(-MIN_SIDE // min(h, w)))
     mosaic = np.repeat(np.repeat(mosaic, scale, axis=0), scale, axis=1)
+    names = [f"{k} {class_names[k]}" if class_names is not None and k < len(class_names) else str(k) for k in classes]
+    char, line = 8, 24  # pixels per character (10-point text at 100 dpi, generous) and per text line
+    margin_left = 12 + char * max((len(name) for name in names), default=1)
+    margin_top = line + 8 if title else 8
+    width = max(margin_left + mosaic.shape[1] + 8, 16 + char * len(title))
+    height = margin_top + mosaic.shape[0] + 8
+    figure = Figure(figsize=(width / 100, height / 100), dpi=100, facecolor="white")
+    # figimage draws the array pixel for pixel (no resampling) at an offset counted from the bottom left
+    figure.figimage(mosaic, xo=margin_left, yo=8, origin="upper", cmap="gray" if mosaic.ndim == 2 else None,
+                    vmin=0.0, vmax=1.0)
+    for row, name in enumerate(names):
+        centre = height - margin_top - scale * (1 + row * (h + 1) + h / 2)
+        figure.text((margin_left - 6) / width, centre / height, name, ha="right", va="center", fontsize=10)
+    if title:
+        figure.text(8 / width, (height - 6) / height, title, ha="left", va="top", fontsize=10)
     buffer = io.BytesIO()
-    plt.imsave(buffer, mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0.0, vmax=1.0, format="png")
+    figure.savefig(buffer, format="png", dpi=100)
     return buffer.getvalue()
 
 

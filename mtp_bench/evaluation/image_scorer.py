@@ -57,6 +57,13 @@ def _pixels(task: Any, records: list[dict[str, Any]]) -> tuple[np.ndarray, np.nd
     return images, np.asarray([r["label"] for r in records], dtype=np.int64)
 
 
+def class_names(task: Any) -> list[str] | None:
+    """The classes' names for captions: a rules task's rule names (``image_patterns``); other tasks' classes are
+    their numbers."""
+    rules = getattr(getattr(task, "params", None), "rules", None)
+    return [str(rule) for rule in rules] if rules else None
+
+
 def decodes_to_pixels(task: Any) -> bool:
     try:
         task.image_tokenizer().decode(np.zeros(task.image_tokenizer().grid, dtype=np.int64))
@@ -136,13 +143,13 @@ class ImageScorer:
                 row["valid"] = row["correct"] = ok
                 row["scores"]["validity_rate"] = ok
         if decodes_to_pixels(task):
-            metrics.update(self._pixel_metrics(task, examples, codes, label_array, rows, files))
+            metrics.update(self._pixel_metrics(task, examples, codes, label_array, rows, files, context.run_label))
         else:
-            files.update(self._code_outputs(codes, label_array, metrics))
+            files.update(self._code_outputs(codes, label_array, metrics, context.run_label))
         return ScoreResult(metrics=metrics, samples=rows, files=files)
 
     def _pixel_metrics(self, task: Any, examples: list[Example], codes: np.ndarray, labels: np.ndarray,
-                       rows: list[dict[str, Any]], files: dict[str, bytes]) -> dict[str, float]:
+                       rows: list[dict[str, Any]], files: dict[str, bytes], title: str = "") -> dict[str, float]:
         from mtp_bench.evaluation.image_classifier import classifier_for
 
         spec = examples[0].record["image_task"]
@@ -172,7 +179,8 @@ class ImageScorer:
             row["scores"]["class_consistency"] = bool(guess == row["class"])
             row.setdefault("correct", bool(guess == row["class"]))
         if self.params.grids_per_class:
-            files["samples.png"] = art.sample_grid_png(images, labels, self.params.grids_per_class)
+            files["samples.png"] = art.sample_grid_png(images, labels, self.params.grids_per_class,
+                                                       class_names=class_names(task), title=title)
         if self.params.save_codes:
             files["codes.npy"], files["labels.npy"] = art.npy_bytes(codes.reshape(len(codes), -1)), art.npy_bytes(labels)
         return {
@@ -184,12 +192,14 @@ class ImageScorer:
             "train_copy_rate": float(np.mean(copies)),
         }
 
-    def _code_outputs(self, codes: np.ndarray, labels: np.ndarray, metrics: dict[str, float]) -> dict[str, bytes]:
+    def _code_outputs(self, codes: np.ndarray, labels: np.ndarray, metrics: dict[str, float],
+                      title: str = "") -> dict[str, bytes]:
         """VQ codes: saved as LlamaGen's decoder reads them; FID/IS when a decoder is configured."""
         files = {"codes.npy": art.npy_bytes(codes.reshape(len(codes), -1)), "labels.npy": art.npy_bytes(labels)}
         if self.params.decoder is not None:
             images = art.decode_images(art.load_decoder(self.params.decoder), codes)
             metrics.update(art.fidelity_metrics(images, self.params.fid_reference, torch.cuda.is_available()))
             if self.params.grids_per_class:
-                files["samples.png"] = art.sample_grid_png(images / 255.0, labels, self.params.grids_per_class)
+                files["samples.png"] = art.sample_grid_png(images / 255.0, labels, self.params.grids_per_class,
+                                                           title=title)
         return files

@@ -39,6 +39,7 @@ class EvalContext:
     max_new_tokens: int = 512
     bidirectional_prompt: bool = False
     autocast_dtype: torch.dtype | None = None
+    run_label: str = ""  # who is evaluated (method label, grid values, seed): captions of artifacts such as grids
     _generations: dict[tuple[str, int], str] = field(default_factory=dict, repr=False)
 
     @property

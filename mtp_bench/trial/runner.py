@@ -84,6 +84,7 @@ class TrialRunner:
             max_new_tokens=trial.evaluation.max_new_tokens,
             bidirectional_prompt=trial.bidirectional_prompt,
             autocast_dtype=self.p.precision,
+            run_label=trial.label,
         )
 
     def evaluate_split(self, split: str, step: int | None = None) -> tuple[dict[str, float], dict[str, list],
