@@ -27,6 +27,10 @@ def check_data(trials: list[TrialConfig]) -> None:
             continue
         seen.add(key)
         task_cls = registry.load(registry.TASKS, data.task)
+        if data.validation_size and data.params.get("validation") == "own":  # a task's own validation split
+            problems.append(f"data.validation_size: {data.validation_size}, but data.params.validation is own (the "
+                            "dataset's own validation split): set data.validation_size to 0")
+            continue
         hook = getattr(task_cls, "preflight", None)
         if hook is None:
             continue

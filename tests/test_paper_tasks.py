@@ -176,6 +176,71 @@ def test_samsum_local_and_hub(tmp_path: Path, fake_hub) -> None:
     assert SAMSum(SAMSumParams()).records("test")[0]["references"] == ["B says y."]
 
 
+# ------------------------------------------------------------------------ own validation split, official prompt ----
+def dialogsum_folder(tmp_path: Path) -> Path:
+    """DialogSum's real dev and test files beside a small training file of other dialogues."""
+    source = shared_dir("dialogsum", "dialogsum.dev.jsonl")
+    for name in ("dialogsum.dev.jsonl", "dialogsum.test.jsonl"):
+        (tmp_path / name).write_text((source / name).read_text())
+    write_jsonl(tmp_path / "dialogsum.train.jsonl",
+                [{"dialogue": f"#Person1#: line {i}\n#Person2#: ok", "summary": f"Talk {i}."} for i in range(40)])
+    return tmp_path
+
+
+def test_own_validation_split_is_the_datasets_and_nothing_is_carved(tmp_path: Path) -> None:
+    from mtp_bench.data.pipeline import build_splits
+
+    folder = dialogsum_folder(tmp_path)
+    carved = build_splits(DialogSum(DialogSumParams(path=str(folder))), validation_size=8)
+    own = build_splits(DialogSum(DialogSumParams(path=str(folder), validation="own")))
+    assert len(carved.train) == 32 and len(carved.validation) == 8  # today's behaviour, by default
+    assert len(own.train) == 40 and len(own.validation) == 500 and len(own.test) == 500
+    first = json.loads((folder / "dialogsum.dev.jsonl").read_text().splitlines()[0])
+    assert own.validation[0].record["dialogue"] == first["dialogue"].strip()
+    assert own.validation[0].answer == " " + first["summary"].strip()
+    with pytest.raises(DataError, match=r"data\.validation_size is 8, but the task uses its own validation split"):
+        build_splits(DialogSum(DialogSumParams(path=str(folder), validation="own")), validation_size=8)
+    assert DialogSum(DialogSumParams(path=str(folder), validation="own")).preflight() == 40
+    (folder / "dialogsum.dev.jsonl").write_text('{"dialogue": "d"}\n')
+    with pytest.raises(DataError, match=r"dialogsum\.dev\.jsonl:1: no reference summary"):
+        DialogSum(DialogSumParams(path=str(folder), validation="own")).preflight()
+
+
+def test_own_validation_is_refused_where_it_would_be_trained_on_or_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="validation: own reads validation_file 'dev.json', which is also the "
+                                              "train_file"):
+        AquaRatParams(path=str(shared_dir("aqua", "dev.json")), train_file="dev.json", validation="own")
+    with pytest.raises(ValidationError, match="also hub_train_split"):
+        SAMSumParams(hub_train_split="validation", validation="own")
+    write_jsonl(tmp_path / "train.jsonl", [{"dialogue": "A: x", "summary": "s"}])
+    write_jsonl(tmp_path / "test.jsonl", [{"dialogue": "A: x", "summary": "s"}])
+    with pytest.raises(ValidationError, match=r"lacks validation\.jsonl"):
+        SAMSumParams(source="local", path=str(tmp_path), validation="own")
+    assert SAMSumParams(source="local", path=str(tmp_path)).validation == "carve"  # no file needed by default
+
+
+def test_own_validation_streams_the_hubs_validation_split(fake_hub) -> None:
+    question = {"question": "q", "options": ["A)1", "B)2", "C)3", "D)4", "E)5"], "rationale": "r", "correct": "C"}
+    hub = fake_hub({("deepmind/aqua_rat", "raw", "validation"): [question, question],
+                    ("Samsung/samsum", None, "validation"): [{"id": "v", "dialogue": "A: y", "summary": "A: y."}],
+                    ("knkarthick/dialogsum", None, "validation"): [{"dialogue": "D", "summary": "S"}]})
+    assert len(AquaRat(AquaRatParams(source="hub", validation="own")).validation_records()) == 2
+    assert SAMSum(SAMSumParams(validation="own")).validation_records()[0]["summary"] == "A: y."
+    assert DialogSum(DialogSumParams(source="hub", validation="own")).validation_records()[0]["references"] == ["S"]
+    assert [call[2] for call in hub.calls] == ["validation"] * 3
+    assert AquaRat(AquaRatParams(source="hub")).validation_records() is None and len(hub.calls) == 3
+
+
+def test_the_official_summarisation_prompt_is_the_mutor_codes(tmp_path: Path) -> None:
+    record = {"dialogue": "Amanda: hi\nTom: hey", "summary": "They greet.", "references": ["They greet."]}
+    folder = dialogsum_folder(tmp_path)
+    for task in (DialogSum(DialogSumParams(path=str(folder), prompt="official")), SAMSum(SAMSumParams(prompt="official"))):
+        (example,) = format_examples([record], task.prompt_template, task.answer_template, task.name)
+        assert example.prompt == "Dialogue:\nAmanda: hi\nTom: hey\n\nSummary:" and example.answer == " They greet."
+    (ours,) = format_examples([record], SAMSum(SAMSumParams()).prompt_template, "{summary}", "samsum")
+    assert ours.prompt == "Summarize the following dialogue.\n\nAmanda: hi\nTom: hey\n\nSummary:"  # the default
+
+
 # ------------------------------------------------------------------------------------------------------- MATH500 ----
 def test_math500_local_test_and_training_files(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "test.jsonl", [{"problem": "1+1?", "answer": "2"},

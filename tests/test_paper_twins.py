@@ -44,6 +44,17 @@ def test_twin_with_a_malformed_local_file_fails_validation_naming_file_and_line(
     assert f"{tmp_path / 'dev.json'}:2: not valid JSON" in capsys.readouterr().err
 
 
+def test_own_validation_with_a_carved_size_fails_validation_at_its_key_path(monkeypatch, capsys) -> None:
+    """``validation: own`` (the dataset's validation split) and ``data.validation_size`` exclude each other: validate
+    names the key and exits 2 before any trial; with 0 the suite validates."""
+    monkeypatch.setenv("MTP_BENCH_DIALOGSUM_DIR", str(data_dir("dialogsum")))
+    path = str(REPO / "suites" / "dialogsum_tiny.yaml")
+    own = ["data.params.train_file=dialogsum.test.jsonl", "data.params.validation=own"]  # dev validates, test trains
+    assert cli.main(["validate", path, *own]) == 2
+    assert "data.validation_size: 32, but data.params.validation is own" in capsys.readouterr().err
+    assert cli.main(["validate", path, *own, "data.validation_size=0"]) == 0
+
+
 PAPER_SUITES = sorted((REPO / "suites" / "paper").glob("*.yaml"))
 # (methods, trials) of the suites that are not one Table 1/2 row (3 methods; 3 seeds on Gemma, 1 on Llama): the
 # ablations, whose sweeps and method lists are the point of the file

@@ -8,7 +8,9 @@ Sources: the hub (``deepmind/aqua_rat``, config ``raw``, splits train / validati
 directory in the original format (one JSON object per line, in files named ``*.json``). The original release names
 its files ``train.json``, ``dev.json`` and ``test.json``; ``train_file`` and ``test_file`` pick which file plays
 which split. The shared development copy (``../shared/data/aqua``) has only ``dev.json`` and ``test.json`` (the 97K
-training split is on the hub only), so CPU suites train on ``train_file: dev.json``.
+training split is on the hub only), so CPU suites train on ``train_file: dev.json``. ``validation: own`` makes
+AQuA's own 254-problem validation split (hub ``validation``, local ``dev.json``) the validation set instead of a
+split carved from training.
 """
 
 from __future__ import annotations
@@ -17,9 +19,18 @@ import logging
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
-from mtp_bench.data.hub import check_split_files, hub_split, local_hint, preflight_local, split_file, stream_rows
+from mtp_bench.data.hub import (
+    Split,
+    check_own_validation,
+    check_split_files,
+    hub_split,
+    local_hint,
+    preflight_local,
+    split_file,
+    stream_rows,
+)
 from mtp_bench.data.tasks import read_jsonl
 
 log = logging.getLogger(__name__)
@@ -71,6 +82,14 @@ class AquaRatParams(BaseModel):
     test_file: str = "test.json"
     """File of ``path`` used as the test split (``source: local``)."""
 
+    validation: Literal["carve", "own"] = "carve"
+    """Where the validation split comes from: ``carve`` takes ``data.validation_size`` examples from the training
+    split (none by default); ``own`` uses the dataset's own validation split (the hub's ``validation`` split or the local ``dev.json``: 254 problems), and
+    ``data.validation_size`` must then be 0."""
+
+    validation_file: str = "dev.json"
+    """File of ``path`` used as the validation split under ``validation: own`` (``source: local``)."""
+
     path: str | None = None
     """Directory with the JSON-lines files (``source: local``); suites use
     ``${MTP_BENCH_AQUA_DIR:-../shared/data/aqua}``."""
@@ -82,12 +101,17 @@ class AquaRatParams(BaseModel):
     """Dataset configuration on the hub (``raw``: untokenised text)."""
 
     hub_train_split: Literal["train", "validation"] = "train"
-    """Hub split used for training (validation is carved from it by ``data.validation_size``)."""
+    """Hub split used for training (``validation: carve`` carves validation from it)."""
 
     @field_validator("path")
     @classmethod
     def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
         return check_split_files(cls, path, info.data, dev_file="dev.json")
+
+    @model_validator(mode="after")
+    def _own_validation(self) -> AquaRatParams:
+        check_own_validation(self)
+        return self
 
 
 class AquaRat:
@@ -106,7 +130,11 @@ class AquaRat:
     def preflight(self) -> int | None:
         return preflight_local(self.params, self.records)
 
-    def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
+    def validation_records(self) -> list[dict[str, Any]] | None:
+        """The dataset's own validation split under ``validation: own``, else None (validation is carved)."""
+        return self.records("validation") if self.params.validation == "own" else None
+
+    def records(self, split: Split) -> list[dict[str, Any]]:
         p = self.params
         if p.source == "local":
             rows = read_jsonl(split_file(p, split), required=("question", "rationale", "correct"), check=check_row)

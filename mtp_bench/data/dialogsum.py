@@ -8,17 +8,19 @@ dialogue once per reference and the rows are merged back) or a local directory w
 (``dialogsum.train.jsonl``, ``dialogsum.dev.jsonl``, ``dialogsum.test.jsonl``: ``dialogue`` and ``summary``, or
 ``summary1..3`` in test). ``train_file`` and ``test_file`` pick which file plays which split; the shared copy
 (``../shared/data/dialogsum``) has no training file, so CPU suites train on ``train_file: dialogsum.dev.jsonl``.
-Read that copy where it is: its licence does not let it be copied into this repository.
+Read that copy where it is: its licence does not let it be copied into this repository. ``validation: own`` makes
+the 500-dialogue dev split the validation set instead of a split carved from training; ``prompt: official`` uses
+the MuToR code's prompt.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from mtp_bench.data import summaries
-from mtp_bench.data.hub import check_split_files, preflight_local
+from mtp_bench.data.hub import Split, check_own_validation, check_split_files, preflight_local
 
 REFERENCE_FIELDS = ("summary", "summary1", "summary2", "summary3")
 
@@ -36,6 +38,14 @@ class DialogSumParams(BaseModel):
     test_file: str = "dialogsum.test.jsonl"
     """File of ``path`` used as the test split (three references per dialogue in the original)."""
 
+    validation: Literal["carve", "own"] = "carve"
+    """Where the validation split comes from: ``carve`` takes ``data.validation_size`` examples from the training
+    split (none by default); ``own`` uses the dataset's own validation split (the hub's ``validation`` split or the local ``dialogsum.dev.jsonl``: 500 dialogues), and
+    ``data.validation_size`` must then be 0."""
+
+    validation_file: str = "dialogsum.dev.jsonl"
+    """File of ``path`` used as the validation split under ``validation: own`` (``source: local``)."""
+
     path: str | None = None
     """Directory with the JSON-lines files (``source: local``); suites use
     ``${MTP_BENCH_DIALOGSUM_DIR:-../shared/data/dialogsum}``."""
@@ -44,12 +54,22 @@ class DialogSumParams(BaseModel):
     """Dataset id on the hub (``source: hub``)."""
 
     hub_train_split: Literal["train", "validation"] = "train"
-    """Hub split used for training (validation is carved from it by ``data.validation_size``)."""
+    """Hub split used for training (``validation: carve`` carves validation from it)."""
+
+    prompt: Literal["ours", "official"] = "ours"
+    """Prompt: ``ours`` (``Summarize the following dialogue.`` then the dialogue and ``Summary:``) or ``official``,
+    the MuToR code's (``Dialogue:`` on its own line, the dialogue, ``Summary:``). ``data.prompt_template`` overrides
+    either."""
 
     @field_validator("path")
     @classmethod
     def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
         return check_split_files(cls, path, info.data, dev_file="dialogsum.dev.jsonl")
+
+    @model_validator(mode="after")
+    def _own_validation(self) -> DialogSumParams:
+        check_own_validation(self)
+        return self
 
 
 class DialogSum:
@@ -64,11 +84,16 @@ class DialogSum:
 
     def __init__(self, params: DialogSumParams):
         self.params = params
+        self.prompt_template = summaries.PROMPTS[params.prompt]  # this instance's choice over the class default
 
     def preflight(self) -> int | None:
         return preflight_local(self.params, self.records)
 
-    def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
+    def records(self, split: Split) -> list[dict[str, Any]]:
         records = summaries.read_records(self.params, split, self.name, REFERENCE_FIELDS, ("dialogue",),
                                          "a directory with dialogsum.train.jsonl and dialogsum.test.jsonl")
-        return summaries.merge_repeated_dialogues(records) if split == "test" else records
+        return records if split == "train" else summaries.merge_repeated_dialogues(records)
+
+    def validation_records(self) -> list[dict[str, Any]] | None:
+        """The dataset's own validation split under ``validation: own``, else None (validation is carved)."""
+        return self.records("validation") if self.params.validation == "own" else None

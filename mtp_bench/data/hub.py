@@ -68,12 +68,14 @@ def count_local(rows: list[dict[str, Any]], where: Path | str) -> int:
 
 def check_split_files(params_cls: type[BaseModel], path: str | None, data: dict[str, Any],
                       dev_file: str | None = None) -> str | None:
-    """The ``path`` validator of Params with a ``train_file`` / ``test_file`` pair: with ``source: local`` both
-    files must be in ``path`` (a field that failed its own check counts as its default). ``dev_file``: a copy that
-    lacks the default training file is told it can train on this one instead."""
+    """The ``path`` validator of Params with a ``train_file`` / ``test_file`` pair (and ``validation_file`` when
+    ``validation: own``): with ``source: local`` those files must be in ``path`` (a field that failed its own check
+    counts as its default). ``dev_file``: a copy that lacks the default training file is told it can train on this
+    one instead."""
     if data.get("source") != "local":
         return path
-    defaults = {name: params_cls.model_fields[name].default for name in ("train_file", "test_file")}
+    names = ("train_file", "test_file", *(("validation_file",) if data.get("validation") == "own" else ()))
+    defaults = {name: params_cls.model_fields[name].default for name in names}
     files = [data.get(name, default) for name, default in defaults.items()]
     advice = ""
     if dev_file and defaults["train_file"] in files:
@@ -81,33 +83,55 @@ def check_split_files(params_cls: type[BaseModel], path: str | None, data: dict[
     return check_local_files(path, files, advice)
 
 
+def check_own_validation(params: SplitFiles) -> None:
+    """Params check of ``validation: own``: the validation split must not be the one trained on. Raises ValueError
+    (pydantic names the task's params)."""
+    if params.validation != "own":
+        return
+    if params.source == "local" and params.validation_file == params.train_file:
+        raise ValueError(f"validation: own reads validation_file {params.validation_file!r}, which is also the "
+                         "train_file: train on another file, or carve validation from it (validation: carve)")
+    if params.source == "hub" and params.hub_train_split == "validation":
+        raise ValueError("validation: own reads the hub's validation split, which is also hub_train_split: train "
+                         "on train, or carve validation from it (validation: carve)")
+
+
 class SplitFiles(Protocol):
-    """The Params fields of a task read from a local train/test file pair or from a hub split. Each task's Params
-    declares them itself, with its own defaults and docs (no Params inheritance), so those declarations look alike."""
+    """The Params fields of a task read from local train/validation/test files or from hub splits. Each task's
+    Params declares them itself, with its own defaults and docs (no Params inheritance), so those declarations look
+    alike."""
 
     source: Literal["local", "hub"]
     path: str | None
     train_file: str
     test_file: str
+    validation: Literal["carve", "own"]
+    validation_file: str
     hub_train_split: Literal["train", "validation"]
 
 
-def split_file(params: SplitFiles, split: Literal["train", "test"]) -> Path:
+Split = Literal["train", "validation", "test"]
+
+
+def split_file(params: SplitFiles, split: Split) -> Path:
     """The local file that plays ``split`` (``source: local``; the Params validator made sure it exists)."""
     assert params.path is not None
-    return Path(params.path) / (params.train_file if split == "train" else params.test_file)
+    names = {"train": params.train_file, "validation": params.validation_file, "test": params.test_file}
+    return Path(params.path) / names[split]
 
 
-def hub_split(params: SplitFiles, split: Literal["train", "test"]) -> str:
-    """The hub split that plays ``split``: the configured training split, or ``test``."""
-    return params.hub_train_split if split == "train" else "test"
+def hub_split(params: SplitFiles, split: Split) -> str:
+    """The hub split that plays ``split``: the configured training split, or ``validation`` / ``test``."""
+    return params.hub_train_split if split == "train" else split
 
 
-def preflight_local(params: SplitFiles,
-                    records: Callable[[Literal["train", "test"]], list[dict[str, Any]]]) -> int | None:
-    """A task's ``preflight``: both local files read and checked as the trials will (file:line on the first bad row;
-    neither empty), returning the training count; the hub is not reached before trials start (None)."""
+def preflight_local(params: SplitFiles, records: Callable[[Split], list[dict[str, Any]]]) -> int | None:
+    """A task's ``preflight``: the local files read and checked as the trials will (file:line on the first bad row;
+    none empty; the validation file too under ``validation: own``), returning the training count; the hub is not
+    reached before trials start (None)."""
     if params.source != "local":
         return None
     count_local(records("test"), split_file(params, "test"))
+    if params.validation == "own":
+        count_local(records("validation"), split_file(params, "validation"))
     return count_local(records("train"), split_file(params, "train"))

@@ -38,11 +38,19 @@ def build_splits(
     train_limit: int | None = None,
     eval_limit: int | None = None,
 ) -> Splits:
+    """The task's examples, formatted. Validation is carved from training (``validation_size`` examples, drawn with
+    a fixed seed), unless the task has an optional ``validation_records()`` hook that returns records: a dataset's
+    own validation split (e.g. ``validation: own`` of AQuA-RAT, SAMSum, DialogSum), and then nothing is carved."""
     prompt_template = prompt_template or task.prompt_template
     answer_template = answer_template or task.answer_template
     name = getattr(task, "name", type(task).__name__)
     train = format_examples(task.records("train"), prompt_template, answer_template, f"{name}/train")
     test = format_examples(task.records("test"), prompt_template, answer_template, f"{name}/test")
+    hook = getattr(task, "validation_records", None)
+    own = hook() if hook is not None else None
+    if own is not None and validation_size:
+        raise DataError(f"{name}: data.validation_size is {validation_size}, but the task uses its own validation "
+                        "split (validation: own): set data.validation_size to 0")
     n_validation = int(validation_size) if validation_size >= 1 else round(validation_size * len(train))
     if n_validation >= len(train):
         raise DataError(f"{name}: validation_size {validation_size} leaves no training examples ({len(train)})")
@@ -51,6 +59,8 @@ def build_splits(
     held_out = set(order[:n_validation])
     validation = [train[i] for i in sorted(held_out)]
     train = [example for i, example in enumerate(train) if i not in held_out]
+    if own is not None:
+        validation = format_examples(own, prompt_template, answer_template, f"{name}/validation")
     if train_limit is not None:
         train = train[:train_limit]
     if eval_limit is not None:

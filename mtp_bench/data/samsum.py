@@ -3,16 +3,18 @@
 Sources: the hub (``Samsung/samsum``, splits train / validation / test, streamed) or a local directory of JSON-lines
 files with ``dialogue`` and ``summary`` (default names ``train.jsonl`` and ``test.jsonl``; the hub copy exports
 to exactly this with ``datasets``' ``to_json``). Line ends are normalised (SAMSum mixes ``\\r\\n`` and ``\\n``).
+``validation: own`` makes SAMSum's 818-dialogue validation split (hub ``validation``, local ``validation.jsonl``)
+the validation set instead of a split carved from training; ``prompt: official`` uses the MuToR code's prompt.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from mtp_bench.data import summaries
-from mtp_bench.data.hub import check_split_files, preflight_local
+from mtp_bench.data.hub import Split, check_own_validation, check_split_files, preflight_local
 
 
 class SAMSumParams(BaseModel):
@@ -28,6 +30,14 @@ class SAMSumParams(BaseModel):
     test_file: str = "test.jsonl"
     """File of ``path`` used as the test split (``source: local``)."""
 
+    validation: Literal["carve", "own"] = "carve"
+    """Where the validation split comes from: ``carve`` takes ``data.validation_size`` examples from the training
+    split (none by default); ``own`` uses the dataset's own validation split (the hub's ``validation`` split or the local ``validation.jsonl``: 818 dialogues), and
+    ``data.validation_size`` must then be 0."""
+
+    validation_file: str = "validation.jsonl"
+    """File of ``path`` used as the validation split under ``validation: own`` (``source: local``)."""
+
     path: str | None = None
     """Directory with the JSON-lines files (``source: local``)."""
 
@@ -35,12 +45,22 @@ class SAMSumParams(BaseModel):
     """Dataset id on the hub (``source: hub``)."""
 
     hub_train_split: Literal["train", "validation"] = "train"
-    """Hub split used for training (validation is carved from it by ``data.validation_size``)."""
+    """Hub split used for training (``validation: carve`` carves validation from it)."""
+
+    prompt: Literal["ours", "official"] = "ours"
+    """Prompt: ``ours`` (``Summarize the following dialogue.`` then the dialogue and ``Summary:``) or ``official``,
+    the MuToR code's (``Dialogue:`` on its own line, the dialogue, ``Summary:``). ``data.prompt_template`` overrides
+    either."""
 
     @field_validator("path")
     @classmethod
     def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
         return check_split_files(cls, path, info.data)
+
+    @model_validator(mode="after")
+    def _own_validation(self) -> SAMSumParams:
+        check_own_validation(self)
+        return self
 
 
 class SAMSum:
@@ -54,11 +74,16 @@ class SAMSum:
 
     def __init__(self, params: SAMSumParams):
         self.params = params
+        self.prompt_template = summaries.PROMPTS[params.prompt]  # this instance's choice over the class default
 
     def preflight(self) -> int | None:
         return preflight_local(self.params, self.records)
 
-    def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
+    def validation_records(self) -> list[dict[str, Any]] | None:
+        """The dataset's own validation split under ``validation: own``, else None (validation is carved)."""
+        return self.records("validation") if self.params.validation == "own" else None
+
+    def records(self, split: Split) -> list[dict[str, Any]]:
         # A few SAMSum dialogues are empty; they teach nothing and cannot be summarised, so they are left out.
         return summaries.read_records(self.params, split, self.name, ("summary",), ("dialogue", "summary"),
                                       "a directory with train.jsonl and test.jsonl", keep=_has_dialogue)

@@ -5,13 +5,16 @@ reference."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from mtp_bench.data.hub import SplitFiles, hub_split, local_hint, split_file, stream_rows
+from mtp_bench.data.hub import Split, SplitFiles, hub_split, local_hint, split_file, stream_rows
 from mtp_bench.data.tasks import DataError, read_jsonl
 
 PROMPT_TEMPLATE = "Summarize the following dialogue.\n\n{dialogue}\n\nSummary:"
 ANSWER_TEMPLATE = " {summary}"  # the first reference is the training target; scorers see them all
+# The tasks' ``prompt`` choice: ours (an instruction line first), or the MuToR code's summarisation prompt (no
+# instruction; its target is " " + summary + EOS, as ours).
+PROMPTS = {"ours": PROMPT_TEMPLATE, "official": "Dialogue:\n{dialogue}\n\nSummary:"}
 
 
 def clean(text: str) -> str:
@@ -56,7 +59,7 @@ class SummarySource(SplitFiles, Protocol):
     hub_id: str
 
 
-def read_records(params: SummarySource, split: Literal["train", "test"], task: str, fields: tuple[str, ...],
+def read_records(params: SummarySource, split: Split, task: str, fields: tuple[str, ...],
                  required: tuple[str, ...], files_hint: str,
                  keep: Callable[[dict[str, Any]], bool] = lambda row: True) -> list[dict[str, Any]]:
     """The records of one split, in row order: the local file (each line needs ``required`` and one of the reference
