@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mtp_bench.cpu_kernels import pin as pin_cpu_kernels
 from mtp_bench.errors import EXIT_INTERRUPTED, EXIT_OK, BadInput, MtpBenchError, RunFailed, SuiteError
 
 MAX_ERROR_LINES = 5
@@ -244,6 +245,7 @@ def _steps_parser(sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    pin_cpu_kernels()  # before anything imports torch: the same kernels, so the same numbers, on every x86-64 CPU
     parser = build_parser()
     # Overrides may follow options (`run suite.yaml --no-ray train.lr=1e-3`): argparse leaves those unrecognised.
     args, rest = parser.parse_known_args(argv)

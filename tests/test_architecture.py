@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Bottom up. A module may import its own part and any part of a lower layer, never a part of its own layer or above.
 LAYERS: list[set[str]] = [
-    {"errors"},
+    {"errors", "cpu_kernels"},
     {"registry"},
     {"method", "suite", "tracking"},
     {"api", "data", "models"},

@@ -24,6 +24,7 @@ import os
 import threading
 from typing import Any
 
+from mtp_bench.cpu_kernels import pinned_environment
 from mtp_bench.scheduler.checks import (
     RayStartError,
     SchedulingError,
@@ -113,7 +114,10 @@ def connect(address: str | None) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or None
     try:
         if address:
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            # A cluster's workers start from their node's environment, not ours: carry the CPU kernel pins.
+            pins = pinned_environment()
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR",
+                     runtime_env={"env_vars": pins} if pins else None)
         else:
             ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                      object_store_memory=512 * 1024**2)  # trials exchange configs and messages, not tensors
