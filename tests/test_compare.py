@@ -1,6 +1,6 @@
 """``mtp-bench compare`` on a store built by hand: intervals and tests over seeds, the within-seed McNemar tests and
 the partial-grid listing checked against numbers worked out independently (t quantiles from tables, binomial sums by
-hand, scipy), plus the rendering of one and two seeds and the 120-column terminal table."""
+hand, scipy), plus the rendering of one and two seeds, the verdict line and the 120-column terminal table."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from rich.console import Console
 from scipy import stats as scipy_stats
 
 from mtp_bench import cli
+from mtp_bench.analysis import stats
 from mtp_bench.analysis.comparison import build_comparison
 from mtp_bench.analysis.names import bounds, classify, human_label, is_bounded, short_name
 from mtp_bench.analysis.render import print_comparison
@@ -90,11 +91,11 @@ def _row(comparison, metric: str, method: str, checkpoint: str = "last"):
 def test_interval_and_paired_test_match_hand_computation(handmade: str) -> None:
     comparison = build_comparison(Store(handmade, "handmade"), title="t", baseline="ntp")
     mutor = _row(comparison, "test/gsm8k/exact_match", "mutor")
-    # A bounded metric: percentile bootstrap over the seeds 0.50, 0.55, 0.60. Drawing the smallest value three times
-    # has probability 1/27 > 2.5%, so the 2.5% quantile of the resampled means is the minimum (and likewise the max).
-    assert mutor.summary.n == 3 and mutor.summary.interval == "seed bootstrap"
+    # A bounded metric: a t-interval over the seeds 0.50, 0.55, 0.60 (SD 0.05), inside [0, 1] so not clipped.
+    half = T_975_DF2 * 0.05 / math.sqrt(3)
+    assert mutor.summary.n == 3 and mutor.summary.interval == "t over seeds" and not mutor.summary.clipped
     assert mutor.summary.mean == pytest.approx(0.55)
-    assert (mutor.summary.low, mutor.summary.high) == pytest.approx((0.50, 0.60))
+    assert (mutor.summary.low, mutor.summary.high) == pytest.approx((0.55 - half, 0.55 + half))
     ntp = _row(comparison, "test/gsm8k/exact_match", "ntp")
     assert ntp.summary.mean == pytest.approx(0.45)  # the older 0.9 repeat is ignored
     assert ntp.paired is None  # the baseline is not tested against itself
@@ -106,8 +107,10 @@ def test_interval_and_paired_test_match_hand_computation(handmade: str) -> None:
     assert math.isnan(paired.p_t)
     assert paired.p_permutation == pytest.approx(0.25) and paired.p_sign == pytest.approx(0.25)
     assert (paired.wins, paired.losses) == (3, 0)
-    assert paired.interval == "two-level bootstrap" and "same difference" in paired.note
-    assert -1 <= paired.low <= 0.10 <= paired.high <= 1
+    # No spread over seeds: no seed-level interval (never a zero-width one). The two-level bootstrap over seeds and
+    # questions is still there, as within-test-set evidence.
+    assert not paired.has_ci and paired.interval == "" and paired.note == stats.SAME_DIFFERENCE
+    assert paired.has_two_level and -1 <= paired.two_level[0] <= 0.10 <= paired.two_level[1] <= 1
     # Within seed, McNemar on the discordant questions: seed 0 mutor-only {8, 9}, none the other way: 2 * (1/4);
     # seed 1 {9, 12}: 0.5; seed 2 mutor-only {10..13}, ntp-only {0, 1}: 2 * P(Binomial(6, 1/2) <= 2) = 44/64.
     within = {w.seed: w for w in paired.within}
@@ -120,8 +123,13 @@ def test_seed_level_paired_t_and_cost_ratio(handmade: str) -> None:
     loss = _row(comparison, "test/loss", "mutor")
     differences = np.array([1.9 - 2.0, 2.05 - 2.1, 2.1 - 2.3])
     half = T_975_DF2 * differences.std(ddof=1) / math.sqrt(3)
-    assert loss.section == "held-out loss" and loss.paired.interval == "t" and not loss.paired.within
-    assert loss.summary.interval == "seed bootstrap" and loss.summary.low >= 0  # a loss is never negative
+    assert loss.section == "held-out loss" and loss.paired.interval == "t over seeds" and not loss.paired.within
+    assert not loss.paired.clipped  # a difference of losses has no range to clip to
+    losses = np.array([1.9, 2.05, 2.1])
+    loss_half = T_975_DF2 * losses.std(ddof=1) / math.sqrt(3)
+    assert loss.summary.interval == "t over seeds" and loss.summary.low >= 0  # a loss is never negative
+    assert (loss.summary.low, loss.summary.high) == pytest.approx((losses.mean() - loss_half,
+                                                                    losses.mean() + loss_half))
     assert loss.paired.delta == pytest.approx(differences.mean())
     assert (loss.paired.low, loss.paired.high) == pytest.approx((differences.mean() - half, differences.mean() + half))
     assert loss.paired.p_t == pytest.approx(scipy_stats.ttest_rel([1.9, 2.05, 2.1], [2.0, 2.1, 2.3]).pvalue)
@@ -147,7 +155,16 @@ def test_partial_grid_is_listed_and_the_cli_writes_every_output(handmade: str, t
     row = next(r for r in rows if r["metric"] == "test/gsm8k/exact_match" and r["method"] == "mutor"
                and r["checkpoint"] == "best_on_test")
     assert row["checkpoint_label"].startswith("best on TEST split")
-    assert float(row["p_permutation"]) == pytest.approx(0.25) and row["delta_interval"] == "two-level bootstrap"
+    assert float(row["p_permutation"]) == pytest.approx(0.25) and row["delta_interval"] == ""
+    assert row["delta_note"] == stats.SAME_DIFFERENCE and row["delta_ci_low"] == "nan"
+    assert float(row["delta_two_level_low"]) <= 0.1 <= float(row["delta_two_level_high"])
+    assert row["verdict"] == ("not shown (with 3 seeds the exact test cannot reach p < 0.05 (smallest possible p "
+                              "0.25); run ≥ 6)")  # no spread: no power estimate, so no seeds-needed clause
+    # The verdict is the headline metric at the checkpoint selected on validation, else the last one (here).
+    assert "## Verdict" in text and text.index("## Verdict") < text.index("**How to read this.**")
+    assert ("- mutor vs ntp: +0.1 (the same every seed) over 3 seeds, 3/3 higher, p = 0.25 → not shown (with 3 seeds "
+            "the exact test cannot reach p < 0.05") in text
+    assert "Within-seed evidence" in text and "two-level bootstrap 95%" in text
     assert row["n"] == "3" and row["seeds"] == "0 1 2" and row["values"] == "0.5 0.55 0.6"
     provenance = yaml.safe_load((out / "provenance.yaml").read_text())
     assert provenance["metric"] == "test/gsm8k/exact_match"
@@ -170,6 +187,10 @@ def test_terminal_table_fits_120_columns(handmade: str) -> None:
     lines = screen.getvalue().splitlines()
     assert lines and max(len(line) for line in lines) <= 120
     assert "gsm8k/exact_match" in screen.getvalue()  # the short name, "test/" dropped
+    verdict = lines.index(next(line for line in lines if line.startswith("Verdict on test/gsm8k/exact_match")))
+    assert any(line.startswith("mutor vs ntp: +0.1 (the same every seed) over 3 seeds, 3/3 higher")
+               for line in lines[verdict:])
+    assert lines[-1].strip().endswith("run ≥ 6)")  # the verdict is the last thing on screen (nothing written here)
 
 
 def test_metric_classification_bounds_and_names() -> None:
@@ -185,9 +206,10 @@ def test_metric_classification_bounds_and_names() -> None:
     assert shared_cell("method.params.a=0.1 train.lr=[1, 2]") == "train.lr=[1, 2]"
     bounded = ["test/exact_match/exact_match", "test/acc/h2", "val/star_graph/first_step_accuracy",
                "test/star_graph/valid_path_rate", "lm_eval/gsm8k_local/exact_match/strict-match", "acceptance/h2",
-               "test/rouge/rougeL"]
+               "test/rouge/rougeL", "test/multiple_choice/accuracy_flexible", "test/gsm8k/exact_match_flexible",
+               "lm_eval/arc_easy/acc_norm/none"]
     unbounded = ["test/loss/ntp", "train/flops_total", "params/extra", "step", "test/speculative/tau",
-                 "test/speculative/speedup"]
+                 "test/speculative/speedup", "train/lr"]
     assert all(is_bounded(m) for m in bounded) and not any(is_bounded(m) for m in unbounded)
     assert human_label("test/exact_match/exact_match") == "test exact match"
     assert human_label("step") == "optimiser step"
@@ -234,6 +256,8 @@ def test_run_then_compare_end_to_end(tmp_path: Path, gsm8k_dir: Path, store: str
     copy = next(r for r in rows if r["method"] == "ntp_copy" and r["checkpoint"] == "last"
                 and r["metric"] == "test/gsm8k/exact_match")
     assert copy["n"] == "2" and float(copy["delta"]) == 0 and float(copy["p_permutation"]) == 1
-    assert copy["delta_note"] == "two seeds give no useful interval" and copy["delta_ci_low"] == "nan"
+    assert copy["delta_note"] == "two seeds: no interval" and copy["delta_ci_low"] == "nan"
+    assert copy["verdict"] == "not shown (2 seeds cannot show a difference; run ≥ 6)"
+    assert copy["delta_two_level_low"] == "nan"  # no interval of any kind from two seeds
     lm_eval_rows = [r for r in rows if r["metric"].startswith("lm_eval/") and r["method"] == "ntp_copy"]
     assert lm_eval_rows and all(r["within_seed"] == "0:1(0/0) 1:1(0/0)" for r in lm_eval_rows)

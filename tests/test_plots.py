@@ -63,7 +63,8 @@ def test_many_cells_wrap_into_panels_of_a_sane_size() -> None:
 def test_curves_figure_names_axes_and_bounds_accuracy() -> None:
     steps = np.array([100, 200, 300])
     curves = [Curve("ntp", steps, np.array([0.1, 0.4, 0.6]), np.array([0.0, 0.2, 0.5]), np.array([0.3, 0.6, 0.7]),
-                    flops=steps * 1e9, method="ntp"),
+                    flops=steps * 1e9, method="ntp", seeds=np.array([[0.0, 0.3, 0.5], [0.1, 0.4, 0.6],
+                                                                     [0.2, 0.5, 0.7]])),
               Curve("mutor", steps, np.array([0.3, 0.8, 0.9]), flops=steps * 1.6e9, method="mutor")]
     figure = curves_figure(curves, "val/exact_match/exact_match", "quickstart: during training")
     panels = [a for a in figure.axes if a.get_visible()]
@@ -72,3 +73,21 @@ def test_curves_figure_names_axes_and_bounds_accuracy() -> None:
     assert _legend_outside(figure)
     loss = curves_figure(curves, "val/loss/ntp", "loss")
     assert not on_unit_axis([a for a in loss.axes if a.get_visible()][0])  # unbounded: matplotlib's limits
+
+
+def test_no_error_bar_or_band_below_three_seeds() -> None:
+    """Whatever interval a caller passes, one or two seeds are drawn as dots or thin lines, never as an interval."""
+    two = [Point("ntp", "", "last", 0.4665, 0.0, 0.933, [0.0, 0.933]),
+           Point("mutor", "", "last", 0.9, 0.8, 1.0, [0.85, 0.9, 0.95])]
+    (axes,) = [a for a in accuracy_figure(two, METRIC, "t").axes if a.get_visible()]
+    bars = [c for c in axes.collections if type(c).__name__ == "LineCollection"]
+    assert len(bars) == 1 and bars[0].get_segments()[0][:, 1].tolist() == [0.8, 1.0]  # mutor's, not ntp's
+    steps = np.array([100, 200])
+    curves = [Curve("ntp", steps, np.array([0.2, 0.5]), np.array([0.0, 0.0]), np.array([1.0, 1.0]), method="ntp",
+                    seeds=np.array([[0.0, 0.1], [0.4, 0.9]])),
+              Curve("mutor", steps, np.array([0.3, 0.6]), np.array([0.2, 0.5]), np.array([0.4, 0.7]), method="mutor",
+                    seeds=np.array([[0.2, 0.5], [0.3, 0.6], [0.4, 0.7]]))]
+    (panel,) = [a for a in curves_figure(curves, METRIC, "t").axes if a.get_visible()]
+    bands = [c for c in panel.collections if type(c).__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
+    assert len(bands) == 1  # mutor's band; ntp's two seeds are thin lines
+    assert len(panel.lines) == 2 + 2  # two means and ntp's two seeds

@@ -1,6 +1,8 @@
 """The statistics of ``mtp-bench compare`` with golden numbers: the seed as the unit (duplicated seeds add nothing),
-intervals of bounded metrics inside [0, 1], one and two seeds rendered without an interval, exact permutation and
-sign tests against hand counts, the power note against the noncentral t, and deterministic bootstraps."""
+seed-level t-intervals clipped to the metric's range (t quantiles from a table), the two-level bootstrap kept as
+within-test-set evidence, one and two seeds rendered without an interval, exact permutation and sign tests against
+hand counts, the power note against the noncentral t, and deterministic bootstraps. (Coverage of the intervals is
+simulated in ``test_interval_coverage.py``.)"""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from scipy import stats as scipy_stats
 from mtp_bench.analysis import stats
 from mtp_bench.analysis.render import mean_text
 
+T_975_DF2 = 4.302652729911275  # two-sided 95% Student-t quantile, 2 degrees of freedom (from a t table)
 
 def outcomes(correct: list[set[int]], questions: int = 20) -> np.ndarray:
     """[seeds, questions] 0/1 outcomes from the set of questions each seed got right."""
@@ -35,7 +38,13 @@ def test_seed_level_difference_interval_and_p_values_match_scipy_and_hand_counts
     # (+,+,-), (+,+,+), (-,-,+), (-,-,-): 4 of 8.
     assert result.p_permutation == pytest.approx(4 / 8)
     assert (result.wins, result.losses) == (2, 1) and result.p_sign == pytest.approx(1.0)  # 2*P(B(3,.5)<=1) capped
-    assert result.interval == stats.TWO_LEVEL and result.low < result.delta < result.high
+    # The headline interval is the t-interval over the three per-seed differences (inside [-1, 1]: not clipped).
+    half = T_975_DF2 * differences.std(ddof=1) / math.sqrt(3)
+    assert result.interval == stats.T_INTERVAL and not result.clipped
+    assert (result.low, result.high) == pytest.approx((differences.mean() - half, differences.mean() + half))
+    # The two-level bootstrap (seeds and questions) is kept beside it, as within-test-set evidence.
+    assert result.has_two_level and result.two_level[0] < result.delta < result.two_level[1]
+    assert result.two_level == stats.two_level_bootstrap(METHOD, BASELINE)
     # Within seed 0: only the method got questions 8 and 9 right: McNemar 2 * (1/2)^2.
     assert result.within[0].p_value == pytest.approx(0.5) and result.within[0].method_only == 2
 
@@ -52,7 +61,8 @@ def test_duplicated_seeds_do_not_shrink_the_interval() -> None:
     assert pooled_three < pooled_one  # what the old pooled p did: 0.5 -> 0.03 with no new information
     copies = stats.compare_seeds([0, 1, 2], [0.5] * 3, [0.4] * 3, (0.0, 1.0),
                                  (np.repeat(METHOD[:1], 3, axis=0), np.repeat(BASELINE[:1], 3, axis=0)))
-    assert (copies.low, copies.high) == (three[0], three[1])
+    assert copies.two_level == three
+    assert not copies.has_ci and copies.note == stats.SAME_DIFFERENCE  # no spread over seeds: no seed interval
     assert copies.p_permutation == pytest.approx(0.25)  # three equal seeds: 2 of 8 sign patterns, nothing more
 
 
@@ -67,19 +77,26 @@ def test_two_level_bootstrap_without_question_spread_is_the_seed_range() -> None
 
 @pytest.mark.parametrize("values", [[0.0, 0.0, 0.02], [0.0, 0.01, 0.03, 0.0, 0.0], [0.98, 1.0, 1.0],
                                     [0.9, 1.0, 1.0, 0.97]])
-def test_bounded_intervals_stay_inside_zero_one(values: list[float]) -> None:
-    unbounded = stats.mean_ci(values)
-    assert unbounded.low < 0 or unbounded.high > 1  # the t-interval the old table printed leaves [0, 1]
+def test_bounded_intervals_are_t_intervals_clipped_to_zero_one(values: list[float]) -> None:
+    low, high = (float(x) for x in stats.t_interval(np.array(values)))
+    assert low < 0 or high > 1  # the raw t-interval leaves [0, 1]
+    n, data = len(values), np.array(values)
+    half = scipy_stats.t.ppf(0.975, n - 1) * data.std(ddof=1) / math.sqrt(n)
+    assert (low, high) == pytest.approx((data.mean() - half, data.mean() + half))
     summary = stats.summarise(values, (0.0, 1.0))
-    assert summary.interval == stats.SEED_BOOTSTRAP
+    assert summary.interval == stats.T_INTERVAL and summary.clipped
+    assert (summary.low, summary.high) == pytest.approx((max(low, 0.0), min(high, 1.0)))
     assert 0.0 <= summary.low <= summary.mean <= summary.high <= 1.0
 
 
-def test_bounded_difference_without_questions_stays_inside_its_range() -> None:
+def test_bounded_difference_is_clipped_to_its_range() -> None:
     result = stats.compare_seeds([0, 1, 2], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0], (0.0, 1.0))
-    assert result.interval == stats.SEED_BOOTSTRAP and -1.0 <= result.low <= result.high <= 1.0
-    t_interval = stats.mean_ci([1.0, -1.0, 1.0])
-    assert t_interval.low < -1.0  # what a t-interval would have said
+    # Differences +1, -1, +1: mean 1/3, SD 2/sqrt(3); the raw t-interval 1/3 -+ 4.303 x 2/3 leaves [-1, 1].
+    raw = stats.t_interval(np.array([1.0, -1.0, 1.0]))
+    assert raw[0] == pytest.approx(1 / 3 - T_975_DF2 * 2 / 3) and raw[0] < -1.0
+    assert result.interval == stats.T_INTERVAL and result.clipped and (result.low, result.high) == (-1.0, 1.0)
+    assert stats.difference_bounds((0.0, 1.0)) == (-1.0, 1.0)
+    assert stats.difference_bounds((0.0, math.inf)) is None  # a difference of losses can have any sign and size
 
 
 def test_one_and_two_seeds_are_rendered_without_an_interval() -> None:
@@ -87,12 +104,14 @@ def test_one_and_two_seeds_are_rendered_without_an_interval() -> None:
     assert not one.has_ci and mean_text(one) == "0.4533 (one seed, no interval)"
     two = stats.summarise([0.4133, 0.4933], (0.0, 1.0))
     assert not two.has_ci
-    assert mean_text(two) == "0.4533 (seeds: 0.413, 0.493; two seeds give no useful interval)"
-    assert mean_text(two, compact=True) == "0.4533 (0.413, 0.493)"
+    assert mean_text(two) == "0.4533 (seeds 0.413, 0.493; two seeds: no interval)"
+    assert mean_text(two, compact=True) == "0.4533 (seeds 0.413, 0.493; no interval)"
+    assert all(np.isnan(stats.t_interval(np.array([0.4133, 0.4933]))))  # the core refuses two seeds too
     same = stats.summarise([0.5, 0.5, 0.5], (0.0, 1.0))
     assert not same.has_ci and "no spread" in mean_text(same)
-    paired = stats.compare_seeds([0, 1], [0.5, 0.6], [0.4, 0.4], (0.0, 1.0))
+    paired = stats.compare_seeds([0, 1], [0.5, 0.6], [0.4, 0.4], (0.0, 1.0), (METHOD[:2], BASELINE[:2]))
     assert not paired.has_ci and paired.note == stats.TWO_SEEDS and paired.differences == pytest.approx((0.1, 0.2))
+    assert not paired.has_two_level  # no interval of any kind from two seeds
     single = stats.compare_seeds([0], [0.5], [0.4], (0.0, 1.0))
     assert single.note == stats.ONE_SEED and math.isnan(single.p_t) and single.power is None
 
@@ -126,11 +145,13 @@ def test_non_negative_quantities_and_identical_questions_get_no_impossible_inter
     from mtp_bench.analysis.names import bounds
 
     seconds = [387.0, 460.0, 25.0]
-    assert stats.mean_ci(seconds).low < 0  # a t-interval would allow negative training time
+    raw_low, raw_high = (float(x) for x in stats.t_interval(np.array(seconds)))
+    assert raw_low < 0  # a raw t-interval would allow negative training time
     summary = stats.summarise(seconds, bounds("train/seconds_total"))
-    assert summary.interval == stats.SEED_BOOTSTRAP and summary.low >= 0
+    assert summary.interval == stats.T_INTERVAL and summary.clipped
+    assert (summary.low, summary.high) == pytest.approx((0.0, raw_high))  # clipped at 0 only
     assert bounds("test/loss/ntp") == (0.0, math.inf) and bounds("test/exact_match/exact_match") == (0.0, 1.0)
     # Every question answered alike by both models in every seed: no zero-width interval, a note instead.
     same = np.zeros((3, 20))
     result = stats.compare_seeds([0, 1, 2], [0.0] * 3, [0.0] * 3, (0.0, 1.0), (same, same))
-    assert not result.has_ci and "same outcome on every question" in result.note
+    assert not result.has_ci and not result.has_two_level and result.note == stats.SAME_DIFFERENCE

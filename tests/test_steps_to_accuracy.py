@@ -103,21 +103,40 @@ def test_steps_to_threshold_means_paired_difference_and_sign_test(report: str) -
     steps = rows(report, "optimiser steps")
     per_seed, mean, delta, sign = steps["mutor"]
     assert per_seed == "0:100 1:100 2:300"  # 0.5 at step 100 counts as reached (>=)
-    # Steps are a count: a percentile bootstrap over the seeds 100, 100, 300 (a t-interval would say [-120, 454]).
-    # 100 drawn three times has probability 8/27 and 300 three times 1/27 > 2.5%: the interval is the range.
+    # Steps are a count: the t-interval over the seeds 100, 100, 300 is [-120, 454], clipped at 0.
     half = T_975[2] * math.sqrt(((100 - 500 / 3) ** 2 * 2 + (300 - 500 / 3) ** 2) / 2) / math.sqrt(3)
-    assert round(500 / 3 - half) == -120
-    assert mean == "167 [100, 300]"
+    assert round(500 / 3 - half) == -120 and round(500 / 3 + half) == 454
+    assert mean == "167 [0, 454]"
     # The seed that never reached 0.5 is a lower bound, and so is the mean that counts it at its last evaluation.
     ntp_seeds, ntp_mean, ntp_delta, ntp_sign = steps["ntp"]
     assert ntp_seeds == "0:200 1:300 2:>300"
     assert ntp_mean == "≥ 267 (1 not reached)"  # (200 + 300 + 300) / 3
     assert ntp_delta == ntp_sign == ""  # the baseline is not tested against itself
-    # Paired over the seeds where both reached it: 100 - 200 and 100 - 300; two pairs give no useful interval (a
-    # t-interval would be -150 [-785, +485]).
-    assert delta == "-150 (2 pairs; two seeds give no useful interval)"
+    # Paired over the seeds where both reached it: 100 - 200 and 100 - 300; two pairs give no interval (a
+    # t-interval would be -150 [-785, +485]): both differences, labelled as such.
+    assert delta == "-150 (2 pairs: -100, -200; no interval)"
     # Seed 2: mutor at 300, ntp beyond 300: earlier. 3 of 3 earlier: p = 2 * (1/2)^3 = 0.25.
     assert sign == "3 earlier / 0 later / 0 tie, neither or undecided; sign p=0.25"
+
+
+def test_curve_table_has_clipped_t_intervals_and_no_plus_minus(report: str) -> None:
+    section = report.split("over training", 1)[1].split("\n\n", 2)[1]
+    assert "±" not in report
+    step_300 = next(line for line in section.splitlines() if line.startswith("| 300 |"))
+    # ntp at step 300: 0.8, 0.7, 0.4 -> mean 0.633, t-interval 0.633 -+ 4.303 x 0.208 / sqrt(3), clipped at 0.
+    values = [0.8, 0.7, 0.4]
+    mean, sd = sum(values) / 3, scipy_stats.tstd(values)
+    low, high = max(mean - T_975[2] * sd / math.sqrt(3), 0.0), min(mean + T_975[2] * sd / math.sqrt(3), 1.0)
+    assert step_300.split("|")[2].strip() == f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    assert "The exact sign test cannot reach p < 0.05 below 6 seeds (smallest p with 3: 0.25)." in report
+
+
+def test_two_seeds_get_no_interval_in_the_curve_table() -> None:
+    from mtp_bench.analysis.steps_report import curve_section
+
+    trials = [sta.TrialCurve("t", "ntp", "", seed, "r", {}, {100: value}) for seed, value in ((0, 0.0), (1, 0.946))]
+    table = curve_section(trials, "val/exact_match/exact_match", None)
+    assert "| 100 | 0.473 |" in table and "±" not in "\n".join(table)  # the mean alone: no ± 6.014
 
 
 def test_tokens_are_interpolated_and_a_censored_seed_can_stay_undecided(report: str) -> None:
@@ -128,7 +147,7 @@ def test_tokens_are_interpolated_and_a_censored_seed_can_stay_undecided(report: 
     assert per_seed == "0:1.8e+04 1:1.8e+04 2:6e+04"
     assert mean.startswith("3.2e+04 [")  # (18,000 + 18,000 + 60,000) / 3
     assert tokens["ntp"][:2] == ["0:2.5e+04 1:3.6e+04 2:>3.6e+04", "≥ 3.23e+04 (1 not reached)"]
-    assert delta == "-1.25e+04 (2 pairs; two seeds give no useful interval)"  # (-7,000 - 18,000) / 2
+    assert delta == "-1.25e+04 (2 pairs: -7e+03, -1.8e+04; no interval)"  # (-7,000 - 18,000) / 2
     # Seed 2: mutor reached at 60,000 positions, ntp had processed only 36,000 by its last evaluation and was still
     # below 0.5: which side got there on fewer positions is unknown, so the seed is left out: 2 of 2, p = 0.5.
     assert sign == "2 earlier / 0 later / 1 tie, neither or undecided; sign p=0.5"
@@ -143,10 +162,13 @@ def test_seed_paired_final_metric(report: str) -> None:
     mutor = next(line for line in section.splitlines() if line.startswith("| mutor"))
     differences = [0.10, 0.15, 0.20]
     p = scipy_stats.ttest_rel([0.90, 0.85, 0.60], [0.80, 0.70, 0.40]).pvalue
-    # Exact match is bounded: a percentile bootstrap over the three per-seed differences, whose 2.5% and 97.5%
-    # quantiles are the smallest and largest difference (each drawn three times with probability 1/27 > 2.5%).
-    assert "+0.15 [+0.1, +0.2] (seed bootstrap)" in mutor
+    # A t-interval over the three per-seed differences (SD 0.05), inside [-1, 1] so not clipped.
+    half = T_975[2] * 0.05 / math.sqrt(3)
+    assert f"+0.15 [{0.15 - half:+.3g}, {0.15 + half:+.3g}] (t over seeds)" in mutor
     assert sum(differences) / 3 == pytest.approx(0.15)
+    # The verdict: 3 seeds cannot reach p < 0.05 with the exact test, however consistent.
+    assert "→ not shown (with 3 seeds the exact test cannot reach p < 0.05 (smallest possible p 0.25); run ≥ 6" \
+        in mutor
     # Exact permutation: all three differences positive, so 2 of the 8 sign patterns are as extreme.
     assert f"paired t p={p:.2g}, exact permutation p=0.25; 3 higher / 0 lower, sign p=0.25" in mutor
 

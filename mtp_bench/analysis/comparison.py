@@ -2,11 +2,12 @@
 
 For each method group (method label and grid cell) and each final metric: the mean over seeds with an interval
 over seeds (:func:`stats.summarise`); against the baseline group of the same cell, seed s against seed s: the
-per-seed differences, their mean, an interval and p-values over seeds, with per-question outcomes (the trials'
-``predictions/<checkpoint>/`` artifacts) feeding the two-level bootstrap and the within-seed McNemar tests
-(:mod:`mtp_bench.analysis.stats` says exactly what); for costs, the ratio to the baseline's mean; where the suite
-has a ``reference:`` section (a paper's numbers), the reference value and our gap to it. Also the periodic metric's
-curves for the plots.
+per-seed differences, their mean, a t-interval and p-values over seeds, with per-question outcomes (the trials'
+``predictions/<checkpoint>/`` artifacts) feeding the within-test-set evidence: the two-level bootstrap and the
+within-seed McNemar tests (:mod:`mtp_bench.analysis.stats` says exactly what); for costs, the ratio to the baseline's
+mean; where the suite has a ``reference:`` section (a paper's numbers), the reference value and our gap to it. Also
+the rows the verdict speaks for (the headline metric at the headline checkpoint, :mod:`mtp_bench.analysis.verdict`),
+which commits the runs come from, and the periodic metric's curves for the plots.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import numpy as np
 from mtp_bench.analysis import stats
 from mtp_bench.analysis.names import CHECKPOINTS, SECTIONS, bounds, classify, sample_source
 from mtp_bench.analysis.plots import Curve
-from mtp_bench.analysis.runs import Excluded, Group, baseline_group, group_runs, seed_key, select_runs
+from mtp_bench.analysis.runs import Excluded, Group, baseline_group, group_runs, runs_by_commit, seed_key, select_runs
 from mtp_bench.suite.reference import ReferenceConfig
 from mtp_bench.tracking import TAG_GIT, TAG_PERIODIC_SPLIT, TAG_SELECT_METRIC
 from mtp_bench.tracking.store import Store
+
+VERDICT_CHECKPOINTS = ("best", "last", "best_on_test")  # the headline checkpoint: the first the runs have
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Comparison:
     periodic_metric: str = ""  # e.g. "val/gsm8k/exact_match"
     commits: list[str] = field(default_factory=list)  # git commits recorded on the compared runs
     reference: ReferenceConfig | None = None  # the suite's published numbers, if it has any
+    by_commit: dict[str, list[tuple[str, int | None]]] = field(default_factory=dict)  # runs_by_commit of the runs
 
     def unmatched_references(self) -> list[str]:
         """Reference metrics no compared row carries (e.g. ``best_on_test/...`` after ``select_on=validation``)."""
@@ -68,6 +72,18 @@ class Comparison:
     def headline_rows(self) -> list[Row]:
         """Rows of the headline metric (every checkpoint), in table order."""
         return [row for row in self.rows if row.metric == self.headline and row.checkpoint]
+
+    @property
+    def headline_checkpoint(self) -> str | None:
+        """The checkpoint the verdict speaks for: the one selected on validation (``best``) when the runs have it,
+        else the last; the TEST-selected one only when it is all there is."""
+        present = {row.checkpoint for row in self.headline_rows()}
+        return next((c for c in VERDICT_CHECKPOINTS if c in present), None)
+
+    def verdict_rows(self) -> list[Row]:
+        """One row per method (and grid cell) against the baseline: the headline metric at the headline checkpoint."""
+        return [row for row in self.headline_rows()
+                if row.checkpoint == self.headline_checkpoint and row.paired is not None]
 
 
 def build_comparison(store: Store, *, title: str, baseline: str | None, suite: str | None = None,
@@ -85,7 +101,7 @@ def build_comparison(store: Store, *, title: str, baseline: str | None, suite: s
         if partner is None:
             continue
         if row.section == "cost":
-            base = stats.mean_ci(list(partner.values(row.metric).values())).mean
+            base = stats.summarise(list(partner.values(row.metric).values())).mean
             row.ratio = row.summary.mean / base if base else None
         else:
             row.paired = paired_result(store, row, partner)
@@ -96,7 +112,7 @@ def build_comparison(store: Store, *, title: str, baseline: str | None, suite: s
     headline = headline_metric(runs, metric)
     comparison = Comparison(title, store.uri, baseline, groups, rows, excluded, headline,
                             commits=sorted({run.tags[TAG_GIT] for run in runs if run.tags.get(TAG_GIT)}),
-                            reference=reference)
+                            reference=reference, by_commit=runs_by_commit(runs))
     comparison.curves, comparison.periodic_metric = curves(store, groups, headline)
     return comparison
 

@@ -2,13 +2,15 @@
 results live, whether it is bounded (and so never gets an interval outside [0, 1]), and how people read it.
 
 **Bounded rule.** A metric is a proportion in [0, 1] when any ``/``-separated part of its name is an accuracy, a
-match, a rate or a consistency: the part is ``acc``, ``accuracy`` or ``exact_match``, or ends in ``_accuracy``,
-``_acc``, ``_match``, ``_rate`` or ``_consistency``, or starts with ``rouge``, ``acceptance``, ``f1``, ``precision``
-or ``recall`` (e.g. ``test/exact_match/exact_match``, ``val/acc/h2``, ``test/star_graph/valid_path_rate``,
-``test/image/class_consistency``, ``lm_eval/gsm8k_local/exact_match/strict-match``, ``acceptance/h2``). Losses,
-costs (FLOPs, seconds, tokens, parameters), ``tau``, ``speedup``, steps, distances (``classifier_frechet_distance``,
-``fid``) and Inception-style scores (``classifier_score``, ``inception_score``) are non-negative: bounded below by 0
-only. Both kinds get intervals that stay in range (a percentile bootstrap over seeds); anything else a t-interval.
+match, a rate or a consistency: one of the part's ``_``/``-``-separated words is ``acc``, ``accuracy``, ``match``,
+``rate`` or ``consistency`` (so a qualified name such as ``accuracy_flexible``, ``exact_match_flexible`` or
+``strict-match`` counts), or the part starts with ``rouge``, ``acceptance``, ``f1``, ``precision`` or ``recall`` (e.g.
+``test/exact_match/exact_match``, ``val/acc/h2``, ``test/multiple_choice/accuracy_flexible``,
+``test/star_graph/valid_path_rate``, ``test/image/class_consistency``,
+``lm_eval/gsm8k_local/exact_match/strict-match``, ``acceptance/h2``). Losses, costs (FLOPs, seconds, tokens,
+parameters), ``tau``, ``speedup``, steps, learning rates, distances (``classifier_frechet_distance``, ``fid``) and
+Inception-style scores (``classifier_score``, ``inception_score``) are non-negative: bounded below by 0 only; a
+non-negative word wins over a bounded one. Intervals are clipped to the range (:mod:`mtp_bench.analysis.stats`).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ UNIT_BOUNDS = (0.0, 1.0)
 NON_NEGATIVE = (0.0, math.inf)
 _HORIZON = re.compile(r"test/acc/(ntp|h\d+|h\d+_-?\d+)")  # h{d} ahead, or h{dy}_{dx}: a 2D offset (MuToR-2D)
 _OFFSET_2D = re.compile(r"h(\d+)_(-?\d+)")
-_BOUNDED_PART = re.compile(r"(acc|accuracy|exact_match|.*_(accuracy|acc|match|rate|consistency)|(rouge|acceptance|f1"
-                           r"|precision|recall).*)")
+_BOUNDED_WORDS = {"acc", "accuracy", "match", "rate", "consistency"}
+_BOUNDED_PREFIX = re.compile(r"(rouge|acceptance|f1|precision|recall).*")
+_WORD = re.compile(r"[_\-]")
 _UNBOUNDED_PART = re.compile(r"loss|tau|speedup|flops.*|seconds.*|tokens.*|step|params|.*_distance|classifier_score|fid"
-                             r"|inception_score")
+                             r"|inception_score|lr|learning_rate")
 
 # Words of metric names as people say them.
 _WORDS = {"val": "validation", "acc": "accuracy", "ntp": "next-token", "gsm8k": "GSM8K", "lm_eval": "lm-eval",
@@ -52,7 +55,7 @@ def is_bounded(metric: str) -> bool:
     parts = [part for part in metric.split("/") if part]
     if any(_UNBOUNDED_PART.fullmatch(part) for part in parts):
         return False
-    return any(_BOUNDED_PART.fullmatch(part) for part in parts)
+    return any(_BOUNDED_PREFIX.fullmatch(part) or _BOUNDED_WORDS & set(_WORD.split(part)) for part in parts)
 
 
 def is_non_negative(metric: str) -> bool:

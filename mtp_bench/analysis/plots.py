@@ -1,5 +1,7 @@
-"""Figures for ``mtp-bench compare``: the headline metric per method (mean, interval over seeds, a dot per seed) and
-the periodic metric over optimiser steps and training FLOPs. One panel per grid cell, wrapped into rows, so a figure
+"""Figures for ``mtp-bench compare``: the headline metric per method (mean, 95% t-interval over seeds clipped to the
+metric's range, a dot per seed) and the periodic metric over optimiser steps and training FLOPs. No error bar or
+band below 3 seeds (``MIN_SEEDS_INTERVAL``), whatever interval a caller passes: one or two seeds are drawn as what
+they are, a dot or a thin line per seed. One panel per grid cell, wrapped into rows, so a figure
 keeps a readable size whatever the grid; human axis names; bounded metrics on [0, 1]; legends outside the data.
 Built on ``matplotlib.figure.Figure`` (no pyplot state, no display needed)."""
 
@@ -12,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mtp_bench.analysis.names import bounds, human_label
+from mtp_bench.analysis.stats import MIN_SEEDS_INTERVAL
 
 CHECKPOINT_STYLE = {  # label, colour and marker of each reported checkpoint
     "last": ("last checkpoint", "#4C72B0", "o"),
@@ -85,7 +88,7 @@ def accuracy_figure(points: list[Point], metric: str, title: str) -> Figure:
             label, colour, marker = CHECKPOINT_STYLE[checkpoint]
             for point in (p for p in mine if p.checkpoint == checkpoint):
                 x = methods.index(point.method) + (offset - (len(checkpoints) - 1) / 2) * width
-                if not (math.isnan(point.low) or math.isnan(point.high)):
+                if len(point.values) >= MIN_SEEDS_INTERVAL and not (math.isnan(point.low) or math.isnan(point.high)):
                     axes.vlines(x, point.low, point.high, color=colour, linewidth=2.5, alpha=0.6)
                 axes.scatter([x] * len(point.values), point.values, color="black", s=9, zorder=3, clip_on=False)
                 axes.scatter([x], [point.mean], color=colour, marker=marker, s=40, zorder=4, clip_on=False,
@@ -101,7 +104,7 @@ def accuracy_figure(points: list[Point], metric: str, title: str) -> Figure:
             axes.set_title(cell, fontsize=8)
     _legend(figure, [(CHECKPOINT_STYLE[c][0] + ": mean", CHECKPOINT_STYLE[c][1], CHECKPOINT_STYLE[c][2])
                      for c in checkpoints])
-    _titles(figure, title, "marker: mean over seeds; line: 95% interval over seeds (none for 1-2 seeds); dots: seeds")
+    _titles(figure, title, "marker: mean over seeds; line: 95% t-interval over seeds (none below 3 seeds); dots: seeds")
     return figure
 
 
@@ -134,9 +137,10 @@ def curves_figure(curves: list[Curve], metric: str, title: str) -> Figure:
             x = curve.steps if x_name == "steps" else curve.flops
             colour = colours[curve.method or curve.group]
             axes.plot(x, curve.mean, marker="o", markersize=2.5, color=colour, linewidth=1.3)
-            if curve.low is not None and curve.high is not None:
+            seeds = 0 if curve.seeds is None else len(curve.seeds)
+            if curve.low is not None and curve.high is not None and seeds >= MIN_SEEDS_INTERVAL:
                 axes.fill_between(x, curve.low, curve.high, color=colour, alpha=0.15, linewidth=0)
-            elif curve.seeds is not None and len(curve.seeds) > 1:  # no interval (1-2 seeds): each seed, thin
+            elif seeds > 1:  # no interval (2 seeds, or a band without its seeds): each seed, thin
                 for values in curve.seeds:
                     axes.plot(x, values, color=colour, linewidth=0.7, alpha=0.4)
         axes.set_xlabel("optimiser step" if x_name == "steps" else "training FLOPs (6 x params x positions)",
@@ -150,5 +154,6 @@ def curves_figure(curves: list[Curve], metric: str, title: str) -> Figure:
 
     figure.legend(handles=[Line2D([], [], color=colours[m], label=m) for m in methods], loc="outside lower center",
                   ncols=min(len(methods), 6), fontsize=8, frameon=False)
-    _titles(figure, title, "line: mean over seeds; band: 95% interval over seeds (1-2 seeds: thin line per seed)")
+    _titles(figure, title, "line: mean over seeds; band: 95% t-interval over seeds (below 3 seeds: a thin line per "
+            "seed)")
     return figure

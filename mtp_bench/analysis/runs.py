@@ -1,16 +1,23 @@
 """Which trial runs an analysis uses, and how they group: one run per trial id (the newest finished one), restricted
-to the suite's grid when it is known, grouped by method label and grid cell."""
+to the suite's grid when it is known, grouped by method label and grid cell; and which code version (git commit)
+each run comes from (:func:`runs_by_commit`), so a comparison never mixes versions unseen."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from mtp_bench.tracking import TAG_ERROR
+from mtp_bench.tracking import TAG_ERROR, TAG_GIT
 from mtp_bench.tracking.store import TrialRun
 
 _CELL_ITEM = re.compile(r" (?=[A-Za-z0-9_.\-]+=)")
 Excluded = tuple[str, str, str]  # (trial, status, reason)
+UNKNOWN_COMMIT = "unknown"  # runs without a commit tag (not run from a git checkout)
+
+
+def group_label(method: str, cell: str) -> str:
+    """How tables name a method in a grid cell: ``mutor`` or ``mutor [method.params.a=0.1]``."""
+    return f"{method} [{cell}]" if cell else method
 
 
 @dataclass
@@ -23,7 +30,7 @@ class Group:
 
     @property
     def label(self) -> str:
-        return f"{self.method} [{self.cell}]" if self.cell else self.method
+        return group_label(self.method, self.cell)
 
     def values(self, metric: str) -> dict[int | None, float]:
         """Per seed, the run's final value of ``metric`` (seeds without it left out)."""
@@ -92,3 +99,15 @@ def baseline_group(groups: list[Group], group: Group, baseline: str) -> Group | 
     """The baseline's group sharing ``group``'s grid cell (None for the baseline itself or when missing)."""
     partner = next((g for g in groups if g.method == baseline and g.cell == shared_cell(group.cell)), None)
     return None if partner is None or partner is group else partner
+
+
+def runs_by_commit(runs: list[TrialRun]) -> dict[str, list[tuple[str, int | None]]]:
+    """{git commit: [(method label, seed), ...]} of ``runs`` (full hashes; ``UNKNOWN_COMMIT`` for runs without the
+    tag), the commit with the most runs first (``UNKNOWN_COMMIT`` last), pairs in method-label then seed order. More
+    than one key means the runs come from more than one code version."""
+    out: dict[str, list[tuple[str, int | None]]] = {}
+    for run in runs:
+        out.setdefault(run.tags.get(TAG_GIT) or UNKNOWN_COMMIT, []).append((group_label(run.method, run.cell),
+                                                                             run.seed))
+    order = sorted(out, key=lambda commit: (commit == UNKNOWN_COMMIT, -len(out[commit]), commit))
+    return {commit: sorted(out[commit], key=lambda pair: (pair[0], seed_key(pair[1]))) for commit in order}

@@ -2,16 +2,18 @@
 paired against the baseline, the curve over training, final metrics with the seed as the unit, a per-trial table
 and a decision rule on the last evaluation (for bounded searches such as ``suites/star_graph_search.yaml``).
 
-Statistics: per method, the mean over seeds with a 95% percentile bootstrap interval over seeds (these are counts:
-it never goes below 0) when every seed reached the threshold (none for one or two seeds; otherwise the mean with
-unreached seeds counted at their last evaluation, shown as a lower bound "≥"); against the baseline, seed s with
-seed s: the mean paired difference with a t-interval over the seeds where both reached it, and an exact two-sided
-sign test over the seeds whose order is known. A seed where only one side reached the threshold counts for that side
-only when its value is at or below the other side's bound (its value at its last evaluation): in steps it always is;
-in tokens or FLOPs, a method processing more positions per step can reach it at the baseline's last step having used
-more than the baseline had by then (undecided, left out of the test). With 5 seeds the smallest possible sign-test p
-is 0.0625: it cannot reach 0.05. Final metrics (``--seed-paired``) use
-:func:`mtp_bench.analysis.stats.compare_seeds`, as ``mtp-bench compare`` does.
+Statistics (the rules of ``mtp-bench compare``, :mod:`mtp_bench.analysis.stats`): per method, the mean over seeds
+with a 95% Student-t interval over seeds clipped at 0 (these are counts) when every seed reached the threshold;
+otherwise the mean with unreached seeds counted at their last evaluation, shown as a lower bound "≥". No interval
+below 3 seeds, anywhere: the curve table shows the mean alone, and two paired seeds show both differences labelled
+as such. Against the baseline, seed s with seed s: the mean paired difference with a t-interval over the seeds where
+both reached it, and an exact two-sided sign test over the seeds whose order is known. A seed where only one side
+reached the threshold counts for that side only when its value is at or below the other side's bound (its value at
+its last evaluation): in steps it always is; in tokens or FLOPs, a method processing more positions per step can
+reach it at the baseline's last step having used more than the baseline had by then (undecided, left out of the
+test). The exact sign test cannot reach p < 0.05 below 6 seeds (its smallest p is 2/2^n: 0.0625 at 5). Final metrics
+(``--seed-paired``) use :func:`mtp_bench.analysis.stats.compare_seeds` and the verdict rule of
+:mod:`mtp_bench.analysis.verdict`, as ``mtp-bench compare`` does.
 
     mtp-bench steps suites/arithmetic.yaml --threshold 0.5 --threshold 0.9 --output results/arithmetic/steps.md
     mtp-bench steps suites/star_graph_search.yaml --no-steps \\
@@ -28,9 +30,11 @@ import numpy as np
 
 from mtp_bench.analysis import stats
 from mtp_bench.analysis.names import NON_NEGATIVE, bounds
-from mtp_bench.analysis.render import md_table, p_value
+from mtp_bench.analysis.notes import num, p_value
+from mtp_bench.analysis.render import md_table
 from mtp_bench.analysis.runs import Excluded
 from mtp_bench.analysis.steps import TrialCurve, baseline_of, crossing, groups_of, who_first
+from mtp_bench.analysis.verdict import decide
 
 
 # ---------------------------------------------------------------------------------------------- formatting ----
@@ -81,8 +85,12 @@ def steps_row(members: list[TrialCurve], base: list[TrialCurve] | None, threshol
     versus = ""
     if diffs:
         d = stats.summarise(diffs)
-        versus = (f"{sign(d.mean)} [{sign(d.low)}, {sign(d.high)}] ({len(diffs)} pairs)" if d.has_ci
-                  else f"{sign(d.mean)} ({len(diffs)} pair{'s' if len(diffs) > 1 else ''}; {d.note})")
+        if d.has_ci:
+            versus = f"{sign(d.mean)} [{sign(d.low)}, {sign(d.high)}] ({len(diffs)} pairs)"
+        elif len(diffs) == 2 and d.std:
+            versus = f"{sign(d.mean)} (2 pairs: {', '.join(sign(x) for x in diffs)}; no interval)"
+        else:
+            versus = f"{sign(d.mean)} ({len(diffs)} pair{'s' if len(diffs) > 1 else ''}; {d.note})"
     orders = [who_first(mine[s], theirs[s]) for s in seeds]
     earlier, later = orders.count(-1), orders.count(1)
     p = stats.sign_test(earlier, later)
@@ -95,11 +103,15 @@ def steps_section(trials: list[TrialCurve], metric: str, threshold: float, basel
                   kinds: list[str]) -> list[str]:
     groups = groups_of(trials)
     lines = [f"### First evaluation at which `{metric}` ≥ {threshold:g}", ""]
+    fewest = min((len(members) for members in groups.values()), default=0)
+    if 0 < fewest < stats.MIN_SEEDS_EXACT:
+        lines += [f"The exact sign test cannot reach p < {stats.ALPHA} below {stats.MIN_SEEDS_EXACT} seeds (smallest "
+                  f"p with {fewest}: {stats.smallest_exact_p(fewest):.3g}).", ""]
     for kind in kinds:
         rows = [[cell_title(cell) if cell else "", method, str(len(members)),
                  *steps_row(members, baseline_of(groups, cell, baseline), threshold, kind)]
                 for (cell, method), members in groups.items()]
-        header = ["cell", "method", "n", "per seed (seed:value; >bound: not reached)", "mean [95% CI]",
+        header = ["cell", "method", "n", "per seed (seed:value; >bound: not reached)", "mean [95% t-interval]",
                   f"Δ vs {baseline} (paired, both reached; < 0: earlier)", "seeds earlier/later than baseline"]
         if not any(t.cell for t in trials):  # one cell: no cell column
             header, rows = header[1:], [row[1:] for row in rows]
@@ -109,6 +121,7 @@ def steps_section(trials: list[TrialCurve], metric: str, threshold: float, basel
 
 def curve_section(trials: list[TrialCurve], metric: str, every: int | None) -> list[str]:
     groups = groups_of(trials)
+    bounded = bounds(metric)
     steps = sorted({s for t in trials for s in t.curve})
     if every and steps:
         steps = [s for s in steps if s % every == 0 or s == steps[-1]]
@@ -118,19 +131,18 @@ def curve_section(trials: list[TrialCurve], metric: str, every: int | None) -> l
         row = [str(step)]
         for members in groups.values():
             values = [t.curve[step] for t in members if step in t.curve]
-            i = stats.mean_ci(values)
-            row.append("—" if i.n == 0 else f"{i.mean:.3f}" + (f" ± {(i.high - i.low) / 2:.3f}" if i.has_ci else ""))
+            i = stats.summarise(values, bounded)
+            row.append("—" if i.n == 0 else f"{i.mean:.3f}" + (f" [{i.low:.3f}, {i.high:.3f}]" if i.has_ci else ""))
         rows.append(row)
-    return ([f"### `{metric}` over training (mean ± 95% t half-width over seeds; none with one seed or no spread)",
-             ""] + md_table(header, rows) + [""])
+    return ([f"### `{metric}` over training (mean over seeds [95% t-interval over seeds, clipped to the metric's "
+             "range]; the mean alone below 3 seeds or without spread)", ""] + md_table(header, rows) + [""])
 
 
 def seed_paired_section(trials: list[TrialCurve], metric: str, baseline: str) -> list[str]:
     """A final metric with the seed as the unit: per-seed values, the mean with its interval over seeds, and the
-    paired difference against the baseline over seeds (interval, paired t and exact permutation p, wins/losses with
-    an exact sign test), as ``mtp-bench compare`` computes them without per-question outcomes."""
-    from mtp_bench.analysis.render import num
-
+    paired difference against the baseline over seeds (t-interval, paired t and exact permutation p, wins/losses
+    with an exact sign test, and the verdict), as ``mtp-bench compare`` computes them without per-question
+    outcomes."""
     groups = groups_of(trials)
     bounded = bounds(metric)
     rows = []
@@ -148,12 +160,13 @@ def seed_paired_section(trials: list[TrialCurve], metric: str, baseline: str) ->
                 d = stats.compare_seeds(seeds, [values[s] for s in seeds], [theirs[s] for s in seeds], bounded)
                 versus = (f"{num(d.delta, True, 3)} [{num(d.low, True, 3)}, {num(d.high, True, 3)}] ({d.interval})"
                           if d.has_ci else f"{num(d.delta, True, 3)} ({d.note})")
-                if d.n >= 2:
-                    tests = (f"paired t p={p_value(d.p_t)}, exact permutation p={p_value(d.p_permutation)}; "
-                             f"{d.wins} higher / {d.losses} lower, sign p={p_value(d.p_sign)}")
+                tests = (f"paired t p={p_value(d.p_t)}, exact permutation p={p_value(d.p_permutation)}; "
+                         f"{d.wins} higher / {d.losses} lower, sign p={p_value(d.p_sign)}; " if d.n >= 2 else "")
+                tests += f"→ {decide(d).text}"
         per_seed = " ".join(f"{seed}:{value:.3f}" for seed, value in values.items())
         rows.append([cell_title(cell), method, str(summary.n), per_seed, mean, versus, tests])
-    header = ["cell", "method", "n", "per seed", "mean [95% CI]", f"Δ vs {baseline} over seeds [95% CI]", "tests"]
+    header = ["cell", "method", "n", "per seed", "mean [95% t-interval]", f"Δ vs {baseline} over seeds [95% CI]",
+              "tests and verdict"]
     if not any(t.cell for t in trials):
         header, rows = header[1:], [row[1:] for row in rows]
     return ([f"### `{metric}` with the seed as the unit (paired by seed against `{baseline}`)", ""]
