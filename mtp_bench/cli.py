@@ -54,6 +54,7 @@ def _load(args: argparse.Namespace, *, local_run: bool = False) -> tuple[Any, li
 # --------------------------------------------------------------------------------------------------- commands ----
 def cmd_run(args: argparse.Namespace) -> int:
     from mtp_bench.scheduler import FAILED, ray_available, run_suite
+    from mtp_bench.scheduler.live import progress_log
     from mtp_bench.scheduler.summary import print_summary
 
     suite, trials = _load(args, local_run=args.no_ray or not (args.address or os.environ.get("RAY_ADDRESS")))
@@ -63,8 +64,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if use_ray and not ray_available():
         use_ray = False
     console = _console()
+    log = progress_log(suite.tracking.workdir, suite.name) if use_ray else None
     console.print(f"[bold]{suite.name}[/]: {len(trials)} trials ({'Ray' if use_ray else 'in-process'}), "
-                  f"tracking at {suite.tracking.uri}")
+                  f"tracking at {suite.tracking.uri}" + (f", progress in {log}" if log else ""))
     suite_yaml = Path(args.suite).read_text(encoding="utf-8")  # read and checked once already: UTF-8, bounded
     result = run_suite(suite, trials, use_ray=use_ray, resume=args.resume, address=args.address,
                        suite_yaml=suite_yaml, overrides=args.overrides, console=console)
@@ -72,7 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_compare:
         from mtp_bench.analysis.outputs import compare_after_run
 
-        compare_after_run(suite, result.parent_run_id, console, args.suite, args.overrides)
+        written = compare_after_run(suite, result.parent_run_id, console, args.suite, args.overrides, args.output)
+        if written:
+            console.print(f"[bold]results written to {written[0].parent}/[/]: {', '.join(p.name for p in written)}")
     failed = sum(report.status == FAILED for report in result.reports)
     if failed:
         raise RunFailed(f"{failed} of {len(result.reports)} trials failed (see the table above)")
@@ -174,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip trials already FINISHED in the store; continue interrupted ones from checkpoints")
     run.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS or a local Ray)")
     run.add_argument("--no-compare", action="store_true", help="do not print the comparison table at the end")
+    run.add_argument("--output", help="folder for the comparison's tables, plots and provenance.yaml (default: "
+                                      "results/<suite>, or results/local/<suite> when git tracks results/<suite>)")
     run.set_defaults(handler=cmd_run)
 
     validate = sub.add_parser("validate", help="check a suite and list its trials without running anything")
@@ -213,7 +219,7 @@ def _compare_parser(sub: Any) -> None:
     parser.add_argument("--metric", help="headline metric of the plots and the power note, e.g. gsm8k/exact_match "
                                          "(default: the trials' checkpoint-selection metric)")
     parser.add_argument("--output", help="folder for the tables, plots and provenance.yaml (default: "
-                                         "results/<suite>)")
+                                         "results/<suite>, or results/local/<suite> when git tracks results/<suite>)")
     parser.set_defaults(handler=cmd_compare)
 
 

@@ -1,6 +1,8 @@
 """A committed result reproduces: ``mtp-bench run`` writes ``provenance.yaml`` beside its comparison, and
 ``python -m mtp_bench.analysis.reproduce`` re-runs one seed of one method from it and finds the same value (CPU runs
-are deterministic); a tampered committed value fails with exit 1."""
+are deterministic); a tampered committed value fails with exit 1. Before re-running, it names the commit and the
+environment it runs and compares them with the provenance's: another commit is refused without
+``--allow-other-commit``, another environment is a warning."""
 
 from __future__ import annotations
 
@@ -11,6 +13,89 @@ import yaml
 
 from mtp_bench import cli
 from mtp_bench.analysis import reproduce
+from mtp_bench.tracking.provenance import environment
+
+HEAD, OTHER = "a" * 40, "b" * 40
+
+
+@pytest.fixture
+def committed(tmp_path: Path, gsm8k_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A results folder whose provenance names commit HEAD and this machine's environment with another CPU
+    capability and torch version; the checkout is HEAD (clean), and no trial is ever run."""
+    from conftest import tiny_suite, write_suite
+
+    path = write_suite(tmp_path, tiny_suite(tmp_path, gsm8k_dir))
+    recorded = {**environment(), "cpu_capability": "AVX512", "torch_threads": 64}
+    recorded["packages"] = {**recorded["packages"], "torch": "0.0.1"}
+    record = {"suite": str(path), "overrides": [], "metric": "test/gsm8k/exact_match", "commits": [HEAD],
+              "trials_by_commit": {HEAD: {"ntp": [0]}}, "values": {"ntp": {"0": {"last": 0.5}}},
+              "environment": [{"trials": {"ntp": [0]}, **recorded}]}
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "provenance.yaml").write_text(yaml.safe_dump(record))
+    monkeypatch.setattr(reproduce, "git_commit", lambda cwd=None, short=False, mark_local=False: HEAD)
+
+    def fake_rerun(record, overrides, folder):
+        (folder / "ran").write_text("yes")
+        return "sqlite:///unused.db"
+
+    monkeypatch.setattr(reproduce, "rerun", fake_rerun)
+    monkeypatch.setattr(reproduce, "rerun_environment", lambda record, uri, trial_id: {**environment(),
+                                                                                       "torch_threads": 3})
+    monkeypatch.setattr(reproduce, "check", lambda *args: ["last/test/gsm8k/exact_match: same"])
+    return folder
+
+
+def _provenance(folder: Path, **changes) -> None:
+    record = yaml.safe_load((folder / "provenance.yaml").read_text())
+    (folder / "provenance.yaml").write_text(yaml.safe_dump({**record, **changes}))
+
+
+def test_the_commit_and_environment_are_printed_and_differences_warned(committed: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    workdir = tmp_path / "rerun"
+    assert reproduce.main([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(workdir)]) == 0
+    out, err = capsys.readouterr()
+    assert (workdir / "ran").is_file()
+    assert f"code: commit {HEAD}" in out and f"ntp seed 0 ran at commit {HEAD[:10]}" in out
+    here = environment()
+    assert f"torch CPU capability {here['cpu_capability']}" in out and "packages " in out
+    assert f"warning: environment differs: cpu_capability: recorded AVX512, here {here['cpu_capability']}" in err
+    assert f"torch: recorded 0.0.1, here {here['packages']['torch']}" in err
+    # threads are the re-run trial's own, compared after it ran (the reproducing process's would mislead)
+    assert "torch_threads: recorded 64, here 3" in err and err.count("torch_threads") == 1
+    assert "running commit" not in err
+
+
+def test_another_commit_is_refused_unless_allowed(committed: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    _provenance(committed, commits=[OTHER], trials_by_commit={HEAD: {"ntp": [1]}, OTHER: {"ntp": [0]}})
+    workdir = tmp_path / "rerun"
+    assert reproduce.main([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(workdir)]) == 2
+    err = capsys.readouterr().err
+    assert f"this checkout is commit {HEAD[:10]}, the provenance names {OTHER[:10]} for ntp seed 0" in err
+    assert "--allow-other-commit" in err and not (workdir / "ran").exists()  # nothing ran
+
+    args = [str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(workdir), "--allow-other-commit"]
+    assert reproduce.main(args) == 0
+    assert f"warning: running commit {HEAD[:10]}, not {OTHER[:10]}" in capsys.readouterr().err
+    assert (workdir / "ran").is_file()
+
+
+def test_older_provenance_files_still_reproduce_with_warnings(committed: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    # Written before trials_by_commit and environments: any listed commit is accepted, machines are not compared.
+    record = yaml.safe_load((committed / "provenance.yaml").read_text())
+    del record["trials_by_commit"], record["environment"]
+    (committed / "provenance.yaml").write_text(yaml.safe_dump({**record, "commits": [OTHER, HEAD]}))
+    assert reproduce.recorded_commit(record | {"commits": [OTHER, HEAD]}, "ntp", 0) == (None, [OTHER, HEAD])
+    assert reproduce.main([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(tmp_path / "r")]) == 0
+    out, err = capsys.readouterr()
+    assert f"ran at commit {OTHER[:10]} or {HEAD[:10]}" in out
+    assert "records no environment" in err and "environment differs" not in err
+    _provenance(committed, commits=[])
+    assert reproduce.main([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(tmp_path / "r")]) == 0
+    assert "names no commit" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -20,6 +105,12 @@ def test_one_seed_of_a_run_reproduces_and_a_changed_value_does_not(tmp_path: Pat
     from conftest import tiny_suite, write_suite
 
     monkeypatch.chdir(tmp_path)  # the run writes results/<suite>/ under the working directory
+    # The commit the trials are tagged with, and the one reproduce finds checked out: fixed, so that commits landing
+    # in the checkout meanwhile do not move them apart.
+    import mtp_bench.tracking.runs
+
+    monkeypatch.setattr(mtp_bench.tracking.runs, "git_commit", lambda *args, **kwargs: HEAD)
+    monkeypatch.setattr(reproduce, "git_commit", lambda *args, **kwargs: HEAD)
     suite = tiny_suite(tmp_path, gsm8k_dir, methods=[{"name": "ntp"}, {"name": "mutor", "params": {"d_max": 2}}],
                        grid={"seeds": [0, 1]})
     path = write_suite(tmp_path, suite)
@@ -29,11 +120,18 @@ def test_one_seed_of_a_run_reproduces_and_a_changed_value_does_not(tmp_path: Pat
     assert record["suite"] == str(path) and record["metric"] == "test/gsm8k/exact_match"
     assert set(record["values"]) == {"ntp", "mutor"} and set(record["values"]["mutor"]) == {"0", "1"}
     assert record["command"] == f"mtp-bench run {path}"
+    assert record["commits"] == [HEAD] and record["trials_by_commit"] == {HEAD: {"ntp": [0, 1], "mutor": [0, 1]}}
+    (ran,) = record["environment"]  # every trial recorded where it ran: one machine
+    assert ran["trials"] == {"ntp": [0, 1], "mutor": [0, 1]} and ran["cpu_capability"] and ran["packages"]["torch"]
 
     capsys.readouterr()
     workdir = tmp_path / "rerun"
     assert reproduce.main([str(folder), "--method", "mutor", "--seed", "1", "--workdir", str(workdir)]) == 0
-    assert "mutor seed 1 reproduces" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "mutor seed 1 reproduces" in captured.out
+    assert f"code: commit {HEAD}" in captured.out and "environment: cpu " in captured.out
+    differs = [line for line in captured.err.splitlines() if "environment differs" in line]
+    assert all("threads" in line for line in differs), differs  # same machine (this test caps its own threads)
 
     # The same re-run against a committed value that differs: exit 1, naming the metric.
     overrides, trial_id = reproduce.narrowed_overrides(record, "mutor", 1)

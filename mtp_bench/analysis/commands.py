@@ -16,7 +16,7 @@ def compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from mtp_bench.analysis.comparison import build_comparison
-    from mtp_bench.analysis.outputs import compare_suite, write_outputs
+    from mtp_bench.analysis.outputs import compare_suite, output_folder, write_outputs
     from mtp_bench.analysis.render import print_comparison
     from mtp_bench.tracking.store import Store, absolute_store, default_store
 
@@ -37,9 +37,11 @@ def compare(args: argparse.Namespace) -> int:
                                       metric=args.metric)
     else:
         raise UsageError("give a suite file (mtp-bench compare SUITE.yaml) or --experiment NAME")
-    folder = Path(args.output) if args.output else Path("results") / name
+    folder, note = output_folder(name, args.output)
     written = write_outputs(comparison, folder, args.suite, list(args.overrides))
     print_comparison(console, comparison, written)
+    if note:
+        console.print(f"[yellow]{note}[/]")
     if not comparison.groups:
         raise RunFailed("no finished trials to compare yet")
     return 0

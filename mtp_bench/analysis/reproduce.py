@@ -8,7 +8,14 @@ headline metric and every committed per-seed value. The trial is run again throu
 ``mtp-bench run SUITE OVERRIDES grid.seeds=[SEED] methods=[THAT METHOD] --no-ray --no-compare`` — into a fresh
 store in a temporary folder, after checking that this narrowed grid yields the very trial id of the committed grid
 (same configuration, same seed). On the CPU with fixed threads a trial is deterministic, so the default tolerance is
-0: any difference is a failure (exit 1); bad input exits 2. Run it from the commit the provenance names.
+0: any difference is a failure (exit 1); bad input exits 2.
+
+Before running, it prints the commit it runs (the checkout's HEAD, and whether it has local changes) and this
+machine's environment (packages, Python, CPU, torch's CPU capability, kernel-steering variables), and compares them
+with what the provenance recorded for that trial: another commit is refused (exit 2) unless
+``--allow-other-commit`` is given; environment differences are warnings (the same code can give other numbers on
+another CPU or library build). After the re-run, the environment the re-run trial recorded (its threads too) is
+compared the same way.
 """
 
 from __future__ import annotations
@@ -26,8 +33,74 @@ from typing import Any
 import yaml
 
 from mtp_bench.errors import BadInput, MtpBenchError, RunFailed
+from mtp_bench.tracking.provenance import (
+    SOURCE,
+    describe,
+    environment,
+    environment_differences,
+    environment_from_tags,
+    git_commit,
+)
 
 PROVENANCE = "provenance.yaml"
+_THREADS = ("torch_threads", "torch_interop_threads")  # set by the re-run's own process: compared after it
+
+
+class OtherCommit(BadInput):
+    """The checkout is not the commit the provenance names for the trial (exit 2 unless allowed)."""
+
+
+def recorded_commit(record: dict[str, Any], method: str, seed: int) -> tuple[str | None, list[str]]:
+    """The commit the provenance names for ``method`` seed ``seed`` (None when it cannot say), and the commits
+    acceptable for it (several when an older provenance lists commits without saying which trial ran at which)."""
+    for commit, trials in (record.get("trials_by_commit") or {}).items():
+        if seed in (trials or {}).get(method, []):
+            return commit, [commit]
+    commits = [str(c) for c in record.get("commits") or []]
+    return (commits[0] if len(commits) == 1 else None), commits
+
+
+def check_commit(record: dict[str, Any], method: str, seed: int, allow_other: bool) -> list[str]:
+    """Lines on the commit that runs, against the provenance's (warnings start with ``warning:``); raises
+    :class:`OtherCommit` when they differ and ``allow_other`` is not set."""
+    head = git_commit(SOURCE)
+    dirty = bool(head) and (git_commit(SOURCE, mark_local=True) or "").endswith("+local changes")
+    lines = [f"code: commit {head or 'unknown (not a git checkout)'}{' with local changes' if dirty else ''} "
+             f"({SOURCE})"]
+    expected, acceptable = recorded_commit(record, method, seed)
+    if not acceptable:
+        return [*lines, "warning: the provenance names no commit: cannot tell whether this code made the values"]
+    named = " or ".join(c[:10] for c in ([expected] if expected else acceptable))
+    lines.append(f"provenance: {method} seed {seed} ran at commit {named}")
+    if head is None:
+        return [*lines, "warning: not a git checkout: cannot tell whether this is that commit"]
+    if head not in acceptable:
+        if not allow_other:
+            raise OtherCommit(f"this checkout is commit {head[:10]}, the provenance names {named} for {method} seed "
+                              f"{seed}: check it out (git checkout {(expected or acceptable[0])[:10]}) or pass "
+                              "--allow-other-commit to compare anyway")
+        lines.append(f"warning: running commit {head[:10]}, not {named} (--allow-other-commit): a difference may "
+                     "come from the code")
+    if dirty:
+        lines.append("warning: the checkout has local changes: a difference may come from them")
+    return lines
+
+
+def recorded_environment(record: dict[str, Any], method: str, seed: int) -> dict[str, Any] | None:
+    """The environment the provenance recorded for that trial (the only one, when it does not say which)."""
+    entries = [e for e in record.get("environment") or [] if isinstance(e, dict)]
+    for entry in entries:
+        if seed in (entry.get("trials") or {}).get(method, []):
+            return entry
+    return entries[0] if len(entries) == 1 else None
+
+
+def environment_warnings(recorded: dict[str, Any] | None, here: dict[str, Any],
+                         skip: tuple[str, ...] = ("platform",)) -> list[str]:
+    if recorded is None:
+        return ["warning: the provenance records no environment for this trial (written before environments were "
+                "recorded): cannot compare machines"]
+    return [f"warning: environment differs: {line}" for line in environment_differences(recorded, here, skip)]
 
 
 def load_provenance(folder: Path) -> dict[str, Any]:
@@ -107,6 +180,16 @@ def check(record: dict[str, Any], method: str, seed: int, uri: str, trial_id: st
     return lines
 
 
+def rerun_environment(record: dict[str, Any], uri: str, trial_id: str) -> dict[str, Any] | None:
+    """The environment the re-run trial recorded (its tags)."""
+    from mtp_bench.suite import load_suite
+    from mtp_bench.tracking.store import Store
+
+    suite = load_suite(record["suite"], list(record.get("overrides") or []))
+    runs = [r for r in Store(uri, suite.tracking.experiment or suite.name).trial_runs(None) if r.trial_id == trial_id]
+    return environment_from_tags(runs[0].tags) if runs else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mtp_bench.analysis.reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,14 +198,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--tolerance", type=float, default=0.0, help="allowed absolute difference (default 0)")
     parser.add_argument("--workdir", type=Path, help="where the re-run's store goes (default: a temporary folder)")
+    parser.add_argument("--allow-other-commit", action="store_true",
+                        help="re-run even when the checkout is not the commit the provenance names")
     args = parser.parse_args(argv)
     try:
         record = load_provenance(args.folder)
         overrides, trial_id = narrowed_overrides(record, args.method, args.seed)
+        _say(check_commit(record, args.method, args.seed, args.allow_other_commit))
+        here, recorded = environment(), recorded_environment(record, args.method, args.seed)
+        _say([f"environment: {line}" for line in describe(here)])
+        warned = environment_warnings(recorded, here, ("platform", *_THREADS))
+        _say(warned)
         with tempfile.TemporaryDirectory(prefix="mtp-bench-reproduce-") as scratch:
             folder = args.workdir or Path(scratch)
             folder.mkdir(parents=True, exist_ok=True)
             uri = rerun(record, overrides, folder.resolve())
+            ran = rerun_environment(record, uri, trial_id)
+            if ran is not None and recorded is not None:  # what the trial ran with, its threads too
+                _say([line for line in environment_warnings(recorded, ran) if line not in warned])
             lines = check(record, args.method, args.seed, uri, trial_id, args.tolerance)
     except MtpBenchError as exc:
         for line in exc.lines():
@@ -130,6 +223,15 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     print("\n".join([*lines, f"{args.method} seed {args.seed} reproduces {args.folder}"]))
     return 0
+
+
+def _say(lines: list[str]) -> None:
+    """Information on stdout, warnings on stderr (each as it comes: the re-run's own output follows)."""
+    for line in lines:
+        if line.startswith("warning:"):
+            print(f"reproduce: {line}", file=sys.stderr, flush=True)
+        else:
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
