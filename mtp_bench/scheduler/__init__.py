@@ -54,6 +54,16 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _say_mixed_commits(tracker: Any, suite: SuiteConfig, trials: list[TrialConfig], console: Any) -> None:
+    """Before a resumed grid starts: which other commits' runs it keeps (:mod:`.commits`)."""
+    from mtp_bench.scheduler.commits import current_commit, mixed_commit_note, resumed_commits
+
+    found = resumed_commits(tracker.trial_runs(suite=suite.name), {t.trial_id for t in trials})
+    note = mixed_commit_note(found, current_commit())
+    if note:
+        console.print(f"[yellow]{note}[/]")
+
+
 def run_suite(
     suite: SuiteConfig,
     trials: list[TrialConfig],
@@ -85,6 +95,8 @@ def run_suite(
             parent_id = open_invocation(tracker, suite, len(trials), resume=resume, suite_yaml=suite_yaml,
                                         overrides=overrides, scheduler="ray" if use_ray else "in-process")
             closed = close_stale_invocations(tracker, suite, parent_id) if resume else []
+            if resume and console is not None:
+                _say_mixed_commits(tracker, suite, trials, console)
             try:
                 if session is not None:
                     reports = session.run(parent_id=parent_id, resume=resume, console=console)
