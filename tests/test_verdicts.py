@@ -185,3 +185,13 @@ def test_verdict_uses_the_validation_checkpoint_and_fits_the_screen() -> None:
     assert "±" not in screen.getvalue() and "±" not in markdown(comparison)
     assert "| 0.3335 (seeds 0.667, 0; two seeds: no interval) | -0.133 (per-seed Δ +0.667, -0.933; two seeds: no " \
            "interval) |" in markdown(comparison)  # two seeds: values, labelled as values
+
+
+def test_interval_column_says_when_the_interval_was_clipped() -> None:
+    comparison = comparison_of({"ntp": [0.0, 1.0, 0.0], "mutor": [1.0, 0.0, 1.0]})  # Δ +1, -1, +1
+    row = next(line for line in markdown(comparison).splitlines() if line.startswith(f"| {METRIC} | last checkpoint | "
+                                                                                    "mutor |"))
+    assert "| +0.3333 [-1, +1] | t over seeds, clipped to [-1, 1] |" in row
+    unclipped = comparison_of({"ntp": [0.5, 0.52, 0.51], "mutor": [0.6, 0.62, 0.65]})
+    row = next(line for line in markdown(unclipped).splitlines() if "| mutor |" in line)
+    assert "| t over seeds |" in row
