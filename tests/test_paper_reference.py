@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -99,7 +100,7 @@ def test_paper_suites_carry_their_reference_and_validate_without_heavy_imports()
         assert all(name.startswith(f"{prefix}/test/{suite.evaluation.scorers[0].name}/")
                    for name in suite.reference.metrics), path.name
         labels = {method.display_name for method in suite.methods}
-        table_row = not path.stem.startswith("gemma2b_t")  # a Table 1/2 row, not an ablation (Tables 3-17)
+        table_row = re.search(r"_t\d+_", path.stem) is None  # a Table 1/2 row, not an ablation (Tables 3-17)
         assert all(set(values) == {"ntp", "mtp_heads", "mutor"} if table_row else set(values) <= labels
                    for values in suite.reference.metrics.values()), path.name
     heavy = ("torch", "mlflow", "ray", "scipy", "transformers", "matplotlib")
@@ -289,3 +290,30 @@ def test_the_sweep_ablations_carry_the_papers_number_for_every_cell(stem: str) -
         found.setdefault(trial.method.display_name, {})[cell] = suite.reference.value(metric, trial.method.display_name,
                                                                                    cell)
     assert found == PAPER_CELLS[stem]
+
+
+# Tables 9, 13, 14 and 15 (arXiv 2505.10518, NeurIPS version), copied from the paper's tables a second time, apart
+# from the suites, so a slip in either copy fails here
+LATER_TABLES = {
+    "imagenet_llamagen_b_t9_dmax2d": {
+        "last/test/image/fid": {"mutor_2d_dmax3": 5.56, "mutor_2d_dmax4": 5.03, "mutor_2d_dmax5": 5.53},
+        "last/test/image/inception_score": {"mutor_2d_dmax3": 178.3, "mutor_2d_dmax4": 195.6,
+                                            "mutor_2d_dmax5": 179.2}},
+    "gemma2b_t13_samsum_epochs5": {"best/test/rouge/rouge1": {"ntp": 51.67, "mtp_heads": 51.04},
+                                   "best/test/rouge/rouge2": {"ntp": 27.64, "mtp_heads": 26.35},
+                                   "best/test/rouge/rougeL": {"ntp": 43.32, "mtp_heads": 42.48}},
+    "gemma2b_t13_dialogsum_epochs5": {"best/test/rouge/rouge1_per_reference": {"ntp": 46.92, "mtp_heads": 47.46},
+                                      "best/test/rouge/rouge2_per_reference": {"ntp": 20.39, "mtp_heads": 20.76},
+                                      "best/test/rouge/rougeL_per_reference": {"ntp": 38.25, "mtp_heads": 38.97}},
+    "llama3_8b_t14_epochs10": {"best_on_test/test/gsm8k/exact_match": {"ntp": 64.74, "mtp_heads": 65.20}},
+    "imagenet_llamagen_b_t15_ntp500k": {"last/test/image/fid": {"ntp_500k": 5.82},
+                                        "last/test/image/inception_score": {"ntp_500k": 175.8}},
+}
+
+
+@pytest.mark.parametrize("stem", sorted(LATER_TABLES))
+def test_the_later_tables_carry_the_papers_numbers(stem: str) -> None:
+    suite = yaml.safe_load((REPO / "suites" / "paper" / f"{stem}.yaml").read_text())
+    assert suite["reference"]["metrics"] == LATER_TABLES[stem]
+    labels = {method.get("label", method["name"]) for method in suite["methods"]}
+    assert {label for values in LATER_TABLES[stem].values() for label in values} == labels  # every method, no more

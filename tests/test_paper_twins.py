@@ -60,10 +60,14 @@ PAPER_SUITES = sorted((REPO / "suites" / "paper").glob("*.yaml"))
 # ablations, whose sweeps and method lists are the point of the file
 ABLATIONS = {"gemma2b_t3_compute_matched": (1, 3), "gemma2b_t4_dmax": (3, 27), "gemma2b_t5_lora": (2, 6),
              "gemma2b_t6_registers": (3, 9), "gemma2b_t12_epochs10": (2, 6), "gemma2b_t12_epochs10_math": (2, 6),
-             "gemma2b_t16_deepseek": (3, 9), "gemma2b_t16_deepseek_math": (3, 9), "gemma2b_t17_loss_weight": (2, 18)}
+             "gemma2b_t13_samsum_epochs5": (2, 6), "gemma2b_t13_dialogsum_epochs5": (2, 6),
+             "llama3_8b_t14_epochs10": (2, 2), "gemma2b_t16_deepseek": (3, 9), "gemma2b_t16_deepseek_math": (3, 9),
+             "gemma2b_t17_loss_weight": (2, 18)}
 
-# the image suites (Section 4.4; their own protocol, see tests/test_image_suites.py): (methods, trials)
-IMAGE_SUITES = {"imagenet_llamagen_b": (4, 4)}
+# the image suites (Section 4.2; their own protocol, see tests/test_image_suites.py): (methods, trials)
+IMAGE_SUITES = {"imagenet_llamagen_b": (4, 4), "imagenet_llamagen_b_t9_dmax2d": (3, 3),
+                "imagenet_llamagen_b_t15_ntp500k": (1, 1)}
+TEXT_SUITES = [p for p in PAPER_SUITES if p.stem not in IMAGE_SUITES]
 
 
 @pytest.mark.parametrize("path", PAPER_SUITES, ids=[p.stem for p in PAPER_SUITES])
@@ -101,23 +105,57 @@ def test_an_ablation_moves_to_1m_gsm_with_the_readme_override(stem: str, capsys)
     assert "name=paper_gemma2b_t4_dmax_1m reference=null" in readme and "'evaluation.scorers=[{name: math}]'" in readme
 
 
+def paper_suite(stem: str) -> dict:
+    return yaml.safe_load((REPO / "suites" / "paper" / f"{stem}.yaml").read_text())
+
+
 def test_every_ablation_suite_ships_and_carries_the_paper_protocol() -> None:
     """The ablation list above is the set of files (a new or renamed one is counted), and each keeps the protocol
-    knobs of the rows it varies: sequence-weighted loss, best epoch on test, the paper's seeds, a reference."""
+    knobs of the rows it varies: sequence-weighted loss, the paper's checkpoint choice (best epoch on test for maths,
+    validation ROUGE-L for summarisation), the paper's seeds (3 for Gemma, 1 for Llama), a reference."""
     stems = {p.stem for p in PAPER_SUITES}
     assert set(ABLATIONS) <= stems
     for stem in ABLATIONS:
-        suite = yaml.safe_load((REPO / "suites" / "paper" / f"{stem}.yaml").read_text())
+        suite = paper_suite(stem)
+        summarisation = suite["data"]["task"] in ("samsum", "dialogsum")
         assert suite["train"]["loss_normalisation"] == "sequence", stem
-        assert suite["evaluation"]["select_on"] == "test" and suite["grid"]["seeds"] == [42, 43, 44], stem
+        assert suite["evaluation"].get("select_on", "validation") == ("validation" if summarisation else "test"), stem
+        assert suite["grid"]["seeds"] == ([42] if stem.startswith("llama3") else [42, 43, 44]), stem
         assert suite["reference"]["metrics"], stem
-    t3 = yaml.safe_load((REPO / "suites" / "paper" / "gemma2b_t3_compute_matched.yaml").read_text())
-    table1 = yaml.safe_load((REPO / "suites" / "paper" / "gemma2b_gsm8k_1m.yaml").read_text())
-    # T3's NTP sees 1.4x the samples of Table 1's and lands in the same experiment, so one compare holds both
-    assert t3["train"]["epochs"] == 1.4 * table1["train"]["epochs"]
-    assert t3["tracking"]["experiment"] == table1["name"] and t3["data"] == table1["data"]
-    assert {k: v for k, v in t3["train"].items() if k != "epochs"} == \
-        {k: v for k, v in table1["train"].items() if k != "epochs"}
+
+
+def test_table_3_trains_ntp_on_1m_gsm_extra_beside_table_1() -> None:
+    """Table 3's NTP trains on 1M-GSM plus 2M-GSM rows (1.4x the samples, "1M-GSM-extra"), not on more epochs of
+    1M-GSM: the Table 1 suite's data and training, with extra rows, in the same experiment so one compare holds both."""
+    t3, table1 = paper_suite("gemma2b_t3_compute_matched"), paper_suite("gemma2b_gsm8k_1m")
+    extra = t3["data"]["params"].pop("extra")
+    assert extra == {"split": "train_2M", "size": 0.4, "seed": 0} and t3["data"] == table1["data"]
+    assert t3["train"] == table1["train"] and t3["tracking"]["experiment"] == table1["name"]
+    assert list(t3["reference"]["metrics"].values()) == [{"ntp_1.4x": 66.69}]
+
+
+def test_the_paper_suites_use_the_papers_precision_initialisation_data_and_splits() -> None:
+    """Pure bf16 in every text suite; heads trained from scratch; 1M-MATH as the paper's code samples it; AQuA,
+    SAMSum and DialogSum selected on their own validation splits; the official summarisation prompt; DialogSum's
+    reference read the paper's way (every test (dialogue, reference) pair)."""
+    for path in TEXT_SUITES:
+        suite = yaml.safe_load(path.read_text())
+        assert suite["train"]["precision"] == "bf16-pure", path.stem
+        for method in suite["methods"]:
+            if method["name"] in ("mtp_heads", "deepseek_mtp"):
+                assert method["params"]["init"] == "random", path.stem
+        params = suite["data"]["params"]
+        if params.get("problem_sources") == ["math", "augmented_math"]:
+            assert (params["sample_size"], params["sample_seed"]) == (200000, 0), path.stem
+        if suite["data"]["task"] in ("aqua_rat", "samsum", "dialogsum"):
+            assert params["validation"] == "own" and suite["data"]["validation_size"] == 0, path.stem
+        if suite["data"]["task"] in ("samsum", "dialogsum"):
+            assert params["prompt"] == "official", path.stem
+        if suite["data"]["task"] == "dialogsum":
+            assert suite["evaluation"]["scorers"] == [{"name": "rouge", "params": {"per_reference": True}}]
+            assert all(key.endswith("_per_reference") for key in suite["reference"]["metrics"]), path.stem
+    for path in IMAGE_SUITES:  # LlamaGen trains under mixed precision: the image suites keep it
+        assert paper_suite(path)["train"]["precision"] == "auto"
 
 
 @pytest.mark.slow
