@@ -86,6 +86,7 @@ class GridView:
         self._live: Any = None
         self._log: IO[str] | None = None
         self._last_progress = self.started_at
+        self._last_line = ""
 
     # ------------------------------------------------------------------------------------------ updates ----
     def placed(self, trial_id: str) -> None:
@@ -166,7 +167,8 @@ class GridView:
         text = f"{done}/{len(self.rows)} done" + (f" ({counts[FAILED]} failed)" if counts[FAILED] else "")
         running = sorted((r for r in self.rows.values() if r.status == RUNNING), key=lambda r: r.started or 0.0)
         if running:
-            named = [f"{r.label} step {r.step}/{r.total or '?'}" for r in running[:SHOWN_RUNNING]]
+            named = [f"{r.label} step {r.step}/{r.total}" if r.total else f"{r.label} starting"
+                     for r in running[:SHOWN_RUNNING]]
             more = len(running) - SHOWN_RUNNING
             text += f", {len(running)} running: " + ", ".join(named) + (f", +{more} more" if more > 0 else "")
         return f"{text}; {eta_text(self.eta(now))}"
@@ -174,7 +176,8 @@ class GridView:
     def progress(self) -> None:
         """A progress line, now (after a trial ends)."""
         self._last_progress = time.monotonic()
-        self._write(self.progress_line(), to_console=self._live is None)
+        self._last_line = self.progress_line()
+        self._write(self._last_line, to_console=self._live is None)
 
     def tick(self) -> None:
         """Called often by the scheduler's loop: a progress line when :attr:`every` seconds passed without one."""
@@ -239,8 +242,9 @@ class GridView:
             self._live.__exit__(*exc)
             self._live = None
         if self._log is not None:
-            self._write(self.progress_line() + (" (interrupted)" if exc and exc[0] is not None else ""),
-                        to_console=False)
+            last = self.progress_line() + (" (interrupted)" if exc and exc[0] is not None else "")
+            if last != self._last_line:  # the state the grid ended in, unless the last line said it already
+                self._write(last, to_console=False)
             self._log.close()
             self._log = None
 
