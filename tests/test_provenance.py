@@ -65,7 +65,7 @@ def test_environment_survives_the_round_trip_through_run_tags_and_differences_ar
                         "ray": "2.40.0", "numpy": "2.1.0", "scipy": None},
            "env": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": None, "MKL_ENABLE_INSTRUCTIONS": None,
                    "ONEDNN_MAX_CPU_ISA": None, "DNNL_MAX_CPU_ISA": None, "OMP_NUM_THREADS": "1",
-                   "MKL_NUM_THREADS": None, "CUBLAS_WORKSPACE_CONFIG": None}}
+                   "MKL_NUM_THREADS": None, "CUBLAS_WORKSPACE_CONFIG": None, "MTP_BENCH_CPU_KERNELS": None}}
     tags = environment_tags(env)
     assert all(key.startswith("mtp_bench.env.") for key in tags)
     assert tags["mtp_bench.env.cpu_capability"] == "AVX2"

@@ -25,8 +25,9 @@ PACKAGES = ("mtp-bench", "torch", "transformers", "mlflow", "ray", "numpy", "sci
 """Distributions whose versions are recorded (the ones that move numbers or the record)."""
 
 ENV_VARS = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
-            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
-"""Environment variables that choose kernels or thread counts (recorded with their value, None when unset)."""
+            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG", "MTP_BENCH_CPU_KERNELS")
+"""Environment variables that choose kernels or thread counts (recorded with their value, None when unset);
+``MTP_BENCH_CPU_KERNELS`` is :mod:`mtp_bench.cpu_kernels`' switch between pinned and native kernels."""
 
 # Scalar fields in the order they are written; ``packages`` and ``env`` (mappings) follow them.
 FIELDS = ("python", "platform", "cpu", "cpu_capability", "torch_threads", "torch_interop_threads", "gpu")
