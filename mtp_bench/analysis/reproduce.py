@@ -32,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from mtp_bench.cpu_kernels import pin as pin_cpu_kernels
 from mtp_bench.errors import BadInput, MtpBenchError, RunFailed
 from mtp_bench.tracking.provenance import (
     SOURCE,
@@ -201,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-other-commit", action="store_true",
                         help="re-run even when the checkout is not the commit the provenance names")
     args = parser.parse_args(argv)
+    pin_cpu_kernels()  # as `mtp-bench` does before torch loads: the environment shown is the one the re-run gets
     try:
         record = load_provenance(args.folder)
         overrides, trial_id = narrowed_overrides(record, args.method, args.seed)

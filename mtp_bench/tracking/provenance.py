@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from mtp_bench.cpu_kernels import RECORDED
 from mtp_bench.tracking.tags import TAG_ENV
 
 SOURCE = Path(__file__).resolve().parents[2]  # the checkout (or site-packages) mtp_bench was imported from
@@ -24,10 +25,9 @@ SOURCE = Path(__file__).resolve().parents[2]  # the checkout (or site-packages) 
 PACKAGES = ("mtp-bench", "torch", "transformers", "mlflow", "ray", "numpy", "scipy")
 """Distributions whose versions are recorded (the ones that move numbers or the record)."""
 
-ENV_VARS = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
-            "OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG", "MTP_BENCH_CPU_KERNELS")
-"""Environment variables that choose kernels or thread counts (recorded with their value, None when unset);
-``MTP_BENCH_CPU_KERNELS`` is :mod:`mtp_bench.cpu_kernels`' switch between pinned and native kernels."""
+ENV_VARS = (*RECORDED, "CUBLAS_WORKSPACE_CONFIG")
+"""Environment variables that choose kernels or thread counts (recorded with their value, None when unset): the CPU
+ones :mod:`mtp_bench.cpu_kernels` pins or leaves to the user (with its switch), and cuBLAS's workspace."""
 
 # Scalar fields in the order they are written; ``packages`` and ``env`` (mappings) follow them.
 FIELDS = ("python", "platform", "cpu", "cpu_capability", "torch_threads", "torch_interop_threads", "gpu")
