@@ -18,10 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from mtp_bench.cpu_kernels import pin as pin_cpu_kernels
-from mtp_bench.errors import EXIT_INTERRUPTED, EXIT_OK, BadInput, MtpBenchError, RunFailed, SuiteError
+from mtp_bench.errors import EXIT_INTERRUPTED, EXIT_OK, BadInput, MtpBenchError, RunFailed, SuiteError, UsageError
 
 MAX_ERROR_LINES = 5
 """Most error lines printed for one failure; the rest are counted ("... and N more")."""
+
+INTERRUPTED = {
+    "run": "interrupted; finished trials are recorded, `--resume` continues the rest",
+    "compare": "compare interrupted; the store was only read: run it again for the tables and plots",
+    "steps": "steps interrupted; the store was only read: run it again",
+}
+"""What Ctrl-C prints, by command (others: "interrupted")."""
 
 # Sub-commands that live in their own modules: each exposes ``configure(parser)`` and ``main(args) -> int``.
 EXTERNAL_COMMANDS = {
@@ -144,15 +151,37 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_output(path: str | None, option: str, *, folder: bool) -> None:
+    """An ``--output`` that names a file where a folder is wanted (or the reverse), or lies under a file: one line,
+    before the store is read."""
+    if not path:
+        return
+    target = Path(path)
+    if folder and target.exists() and not target.is_dir():
+        raise UsageError(f"{option} {path}: an existing file, not a folder; name a folder (it is created if missing)")
+    if not folder and target.is_dir():
+        raise UsageError(f"{option} {path}: an existing folder; name the file to write")
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"{option} {path}: {blocking} is a file, so nothing can be written under it")
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from mtp_bench.analysis.commands import compare
 
+    _check_output(args.output, "--output", folder=True)
     return compare(args)
 
 
 def cmd_steps(args: argparse.Namespace) -> int:
+    import math
+
     from mtp_bench.analysis.commands import steps
 
+    for value in args.threshold or []:
+        if not math.isfinite(value):
+            raise UsageError(f"--threshold {value}: must be a finite number (an accuracy, e.g. 0.9)")
+    _check_output(args.output, "--output", folder=False)
     return steps(args)
 
 
@@ -266,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         for line in error_lines(exc, getattr(args, "suite", None)):
             print(f"mtp-bench: error: {line}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("mtp-bench: interrupted; finished trials are recorded, `--resume` continues the rest", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM during `run`
+        print(f"mtp-bench: {INTERRUPTED.get(args.command, 'interrupted')}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

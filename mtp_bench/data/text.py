@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from mtp_bench.data.tasks import DataError, read_jsonl, shown_path
+from mtp_bench.data.tasks import DataError, read_jsonl, read_lines, shown_path
 
 
 class PlainTextParams(BaseModel):
@@ -65,16 +65,8 @@ class PlainText:
         if path.suffix == ".jsonl":
             rows = read_jsonl(path, required=(self.params.text_field,))
             return [{"text": row[self.params.text_field]} for row in rows]
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = data[: exc.start].count(b"\n") + 1
-            raise DataError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
-        return [{"text": line.strip()} for line in text.splitlines() if line.strip()]
+        # streamed and bounded like a JSONL file; a line holds one document (or several, split at \r, \f, ...)
+        return [{"text": part.strip()} for _, line in read_lines(path) for part in line.splitlines() if part.strip()]
 
     def _hub(self, split: str) -> list[dict[str, Any]]:
         import datasets

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 from typing import Any
 
@@ -112,6 +113,10 @@ def connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    # ray.init installs a SIGTERM handler that exits at once (nothing recorded, no message): ours (the caller's,
+    # sigterm_as_interrupt) is put back, and a SIGTERM during the start itself stops it as Ctrl-C would.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
     try:
         if address:
             # A cluster's workers start from their node's environment, not ours: carry the CPU kernel pins.
@@ -121,12 +126,19 @@ def connect(address: str | None) -> bool:
         else:
             ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                      object_store_memory=512 * 1024**2)  # trials exchange configs and messages, not tensors
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM through Ray's handler (sys.exit)
+        with contextlib.suppress(Exception):
+            ray.shutdown()  # what the start left behind
+        raise KeyboardInterrupt from None
     except Exception as exc:  # noqa: BLE001 - Ray raises a plain Exception when a local node is slow to start
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         hint = ("; a loaded machine may need more time: retry, or run without Ray (--no-ray)" if not address
                 else "; check the address and that the cluster runs the same Ray version")
         raise RayStartError(f"could not start or join {where}: {first}{hint}") from None
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return True
 
 

@@ -4,6 +4,12 @@ any failure into a FAILED run with the error attached, never a crashed grid.
 One trial has one MLflow run: a retry in the same invocation (same parent run) and a ``--resume`` from a later
 invocation both reopen it, and the trial continues from ``workdir/checkpoint``. A resumed run moves to the resuming
 invocation (its MLflow parent), and keeps the earlier ones in a tag.
+
+Every step of a trial is recorded once. A reopened run continues from its checkpoint and skips the steps it holds
+already; but an attempt that ended before its first checkpoint leaves nothing to continue from, and the next attempt
+starts again at step 0: it gets a new run, and the old one is kept for the record, closed and retagged
+``superseded`` (nothing reads it as the trial's result; :data:`~mtp_bench.tracking.tags.TAG_SUPERSEDED_BY` names
+its successor). An interruption (Ctrl-C, SIGTERM) records the trial KILLED; an error, FAILED.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from mtp_bench import tracking
 from mtp_bench.scheduler.reports import FINISHED, SKIPPED, TrialReport, new_report, short_error
 from mtp_bench.suite.models import TrialConfig
 from mtp_bench.tracking import tags as T
+from mtp_bench.tracking.health import describe_store_error
 
 # (trial, workdir, tracker, run id, on_metrics) -> final metrics. The default trains in this process.
 RunFn = Callable[[TrialConfig, Path, Any, str, Callable[[dict[str, float], int], None] | None], dict[str, float]]
@@ -59,6 +66,8 @@ def open_trial_run(tracker: Any, trial: TrialConfig, parent_id: str | None, resu
         if run.info.status == FINISHED:
             return OpenedRun(run.info.run_id, True, int(run.data.tags.get(T.TAG_ATTEMPT, "1")))
         attempt = int(run.data.tags.get(T.TAG_ATTEMPT, "1")) + 1
+        if not has_checkpoint(trial):
+            return _supersede(tracker, trial, run, parent_id, attempt)
         tracker.reopen(run.info.run_id)
         tracker.set_tags(run.info.run_id, {T.TAG_ATTEMPT: str(attempt)})
         return OpenedRun(run.info.run_id, False, attempt)
@@ -67,13 +76,44 @@ def open_trial_run(tracker: Any, trial: TrialConfig, parent_id: str | None, resu
         if finished:
             return OpenedRun(finished[0].info.run_id, True, 1)
         run = runs[0]
+        if not has_checkpoint(trial):
+            return _supersede(tracker, trial, run, parent_id, 1)
         tracker.reopen(run.info.run_id)
         tracker.set_tags(run.info.run_id, {T.TAG_INVOCATION: parent_id or "", T.TAG_ATTEMPT: "1",
                                            **_moved_to(run.data.tags, parent_id)})
         return OpenedRun(run.info.run_id, False, 1)
+    return _fresh(tracker, trial, parent_id, 1)
+
+
+def has_checkpoint(trial: TrialConfig) -> bool:
+    """Whether the trial's workdir holds a checkpoint to continue from (what :func:`~mtp_bench.trial.run_trial`
+    loads)."""
+    from mtp_bench.train.checkpoint import has_checkpoint as found  # torch: only where trials run
+
+    return found(trial_workdir(trial) / "checkpoint")
+
+
+def _fresh(tracker: Any, trial: TrialConfig, parent_id: str | None, attempt: int,
+           extra: dict[str, str] | None = None) -> OpenedRun:
     shutil.rmtree(trial_workdir(trial) / "checkpoint", ignore_errors=True)  # a fresh run must not inherit weights
-    tags = {**trial_tags(trial), T.TAG_INVOCATION: parent_id or "", T.TAG_ATTEMPT: "1"}
-    return OpenedRun(tracker.start_run(trial.label, tags, parent_id), False, 1)
+    tags = {**trial_tags(trial), T.TAG_INVOCATION: parent_id or "", T.TAG_ATTEMPT: str(attempt), **(extra or {})}
+    return OpenedRun(tracker.start_run(trial.label, tags, parent_id), False, attempt)
+
+
+def _supersede(tracker: Any, trial: TrialConfig, old: Any, parent_id: str | None, attempt: int) -> OpenedRun:
+    """A new run for an attempt that starts again at step 0 (the earlier one ended before its first checkpoint):
+    the old run would otherwise hold those steps twice. The old run is retagged first (so that a crash in between
+    never leaves two runs counting as the trial), then closed: FAILED if it was left RUNNING (its process was lost),
+    else as it ended."""
+    old_id = old.info.run_id
+    tracker.set_tags(old_id, {T.TAG_KIND: T.KIND_SUPERSEDED})
+    opened = _fresh(tracker, trial, parent_id, attempt, {T.TAG_SUPERSEDES: old_id})
+    tracker.set_tags(old_id, {T.TAG_SUPERSEDED_BY: opened.run_id})
+    if old.info.status == tracking.RUNNING:
+        tracker.set_tags(old_id, {T.TAG_ERROR: "its attempt was lost before its first checkpoint; the trial "
+                                               f"started again in run {opened.run_id}"})
+        tracker.finish(old_id, tracking.FAILED)
+    return opened
 
 
 def _moved_to(tags: dict[str, str], parent_id: str | None) -> dict[str, str]:
@@ -149,16 +189,25 @@ def execute_trial(
             metrics = run(trial, trial_workdir(trial), tracker, opened.run_id, on_metrics)
     except BaseException as exc:  # noqa: BLE001 - a trial's failure is data, reported below
         report.error = short_error(exc)
+        interrupted = isinstance(exc, KeyboardInterrupt)
         try:
-            tracker.fail(opened.run_id, "".join(traceback.format_exception(exc)))
+            if interrupted:  # Ctrl-C or SIGTERM: KILLED, which --resume continues
+                tracker.finish(opened.run_id, tracking.KILLED)
+            else:
+                tracker.fail(opened.run_id, "".join(traceback.format_exception(exc)))
         except Exception as tracking_error:  # the store itself failing must not hide the trial's error
-            report.error += f" (and recording the failure failed: {tracking_error})"
+            report.error += f" (and recording it failed: {describe_store_error(tracking_error)})"
         report.seconds = time.perf_counter() - started
         report.lock_retries = tracking.lock_retries() - retries_before
-        if isinstance(exc, KeyboardInterrupt):
+        if interrupted:
             raise
         return report
-    tracker.finish(opened.run_id)
+    try:
+        tracker.finish(opened.run_id)
+    except Exception as exc:  # noqa: BLE001 - trained and evaluated, but the store refuses the status (disk full)
+        report.error = f"finished, but its run could not be closed: {describe_store_error(exc)}"
+        report.seconds = time.perf_counter() - started
+        return report
     report.status, report.metrics = FINISHED, metrics
     report.seconds = time.perf_counter() - started
     report.lock_retries = tracking.lock_retries() - retries_before

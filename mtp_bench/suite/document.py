@@ -8,6 +8,7 @@ expanded, and its depth are capped before anything copies it.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from pathlib import Path
@@ -130,10 +131,22 @@ def parse_yaml(text: str, where: str) -> Any:
         loader.dispose()
 
 
+def symlink_loop(path: str | Path) -> bool:
+    """Whether ``path`` (or a folder on the way to it) is a loop of symbolic links: ``Path.exists`` says False, and
+    ``Path.resolve`` raises."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
 def read_text(path: Path, shown: str) -> str:
     """The file's text: bounded in size, strictly UTF-8 (a UTF-8 byte-order mark is allowed)."""
     try:
         if not path.exists():
+            if symlink_loop(path):
+                raise SuiteError([f"{shown}: a loop of symbolic links (it never reaches a file); name the suite file"])
             raise SuiteError([f"{shown}: no such file (resolved: {path.resolve()})"])
         if not path.is_file():
             raise SuiteError([f"{shown}: not a regular file"])

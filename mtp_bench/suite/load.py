@@ -26,6 +26,16 @@ from mtp_bench.suite.tracking_uri import check_tracking_uri
 MAX_TRIALS = 10_000
 """Most trials a suite may expand to (methods x cells x seeds); more is a typo, not a plan."""
 
+MAX_NAME_CHARS = 200
+"""Longest suite name: it names folders (``results/<name>/``, the trials' workdir: 255 bytes a name on common file
+systems) and the invocation's MLflow run (250 characters, with `` (N trials)`` after it)."""
+
+MAX_EXPERIMENT_CHARS = 500
+"""Longest ``tracking.experiment``: MLflow's limit on an experiment name."""
+
+MAX_SEED = 2**32 - 1
+"""Seeds run from 0 to this: what numpy's generator accepts (torch takes more; one range for both)."""
+
 
 # ------------------------------------------------------------------------------------------------- validation ----
 
@@ -140,35 +150,68 @@ def _validated(document: dict[str, Any]) -> SuiteConfig:
     return suite
 
 
-def _absolute_sqlite(uri: str) -> str:
+def _resolved(path: str | Path, key: str) -> Path:
+    """``path`` made absolute with links followed; a loop of symbolic links is a problem at ``key``."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError on a loop
+        raise SuiteError([f"{key}: {str(path)!r} runs into a loop of symbolic links"]) from None
+
+
+def _absolute_sqlite(uri: str, key: str) -> str:
     """MLflow wants SQLite at an absolute path, and Ray trials run in their own working directories."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str((Path.cwd() / uri[len(prefix) :]).resolve())
+        return prefix + str(_resolved(Path.cwd() / uri[len(prefix) :], key))
+    if uri.startswith(prefix):
+        _resolved(uri[len(prefix):], key)
     return uri
 
 
 def load_suite(path: str | Path, overrides: list[str] | None = None) -> SuiteConfig:
     """Read, override and validate a suite (plugins included). Raises :class:`SuiteError`."""
     document = interpolate(read_yaml(path), "")
+    given: dict[str, str] = {}  # key path set -> the override that set it
     for text in overrides or []:
         key, value = parse_override(text)
         try:
-            set_dotted(document, key, value)
+            resolved = set_dotted(document, key, value)
         except SuiteError as exc:
             raise SuiteError([f"override {text!r}: {problem}" for problem in exc.problems]) from None
+        if resolved in given:  # as a suite file refuses a duplicate key: never "last one wins"
+            raise SuiteError([f"override {text!r}: {resolved} is given twice (also {given[resolved]!r}); give it "
+                              "once"])
+        given[resolved] = text
     return validate_suite(document)
+
+
+def _limits(suite: SuiteConfig) -> list[str]:
+    """What validates as a value but fails later: a name too long for folders and MLflow, seeds numpy refuses."""
+    problems = []
+    if len(suite.name) > MAX_NAME_CHARS:
+        problems.append(f"name: {len(suite.name)} characters; a suite name may have at most {MAX_NAME_CHARS} (it "
+                        "names folders and MLflow runs)")
+    if suite.tracking.experiment is not None and len(suite.tracking.experiment) > MAX_EXPERIMENT_CHARS:
+        problems.append(f"tracking.experiment: {len(suite.tracking.experiment)} characters; MLflow allows at most "
+                        f"{MAX_EXPERIMENT_CHARS}")
+    problems += [f"grid.seeds.{index}: {seed} is outside 0..{MAX_SEED} (the seeds numpy and torch both accept)"
+                 for index, seed in enumerate(suite.grid.seeds) if not 0 <= seed <= MAX_SEED]
+    return problems
 
 
 def validate_suite(document: dict[str, Any]) -> SuiteConfig:
     suite = _validated(document)
+    problems = _limits(suite)
+    if problems:
+        raise SuiteError(problems)
     _check_plugins(suite)
     env_uri = os.environ.get("MLFLOW_TRACKING_URI")
     problem = check_tracking_uri(env_uri or suite.tracking.uri)
+    key = f"tracking.uri{' (from MLFLOW_TRACKING_URI)' if env_uri else ''}"
     if problem:
-        raise SuiteError([f"tracking.uri{' (from MLFLOW_TRACKING_URI)' if env_uri else ''}: {problem}"])
-    suite.tracking.uri = _absolute_sqlite(env_uri or suite.tracking.uri)
-    suite.tracking.workdir = str(Path(suite.tracking.workdir).resolve())
+        raise SuiteError([f"{key}: {problem}"])
+    suite.tracking.uri = _absolute_sqlite(env_uri or suite.tracking.uri, key)
+    suite.tracking.workdir = str(_resolved(suite.tracking.workdir, "tracking.workdir"))
     if suite.tracking.experiment is None:
         suite.tracking.experiment = suite.name
     return suite

@@ -37,3 +37,6 @@ def configure_quiet() -> None:
     """MLflow's own chatter (alembic migrations, emoji banners) has no place in our output."""
     for name in ("alembic", "mlflow", "mlflow.store.db.utils", "mlflow.tracking"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # It logs every database error it re-raises, traceback and all (a full disk: dozens of lines per write); we
+    # report those ourselves, in one line (mtp_bench.tracking.health.describe_store_error).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)

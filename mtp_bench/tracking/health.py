@@ -265,6 +265,17 @@ def _check_server(uri: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------- mid-run errors ----
+_STORE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM})
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the store failing (MLflow, SQLAlchemy or SQLite, or a file system refusing a write), not a
+    bug or an interruption."""
+    if isinstance(exc, OSError) and exc.errno in _STORE_ERRNOS:
+        return True
+    return type(exc).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "sqlite3")
+
+
 def describe_store_error(exc: BaseException) -> str:
     """One line on why a store write failed mid-run, with what to do when the cause is known."""
     text = str(exc)

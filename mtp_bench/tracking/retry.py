@@ -1,9 +1,11 @@
 """Writing to a SQLite store shared by parallel processes: retries when the database is locked (counted, so that a
-run can say how often it waited), write-ahead-log mode, and a file lock around a fresh store's first creation."""
+run can say how often it waited), write-ahead-log mode, a file lock around a fresh store's first creation, and the
+lock an invocation holds beside the store while it runs a suite (so that ``--resume`` can tell it is still alive)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import random
 import sqlite3
@@ -66,6 +68,36 @@ def creating(uri: str) -> Iterator[None]:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def invocation_lock(uri: str, key: str, *, exclusive: bool) -> Iterator[bool]:
+    """Held beside a SQLite store (``<db>-run-<hash of key>.lock``) while an invocation of suite ``key`` runs: shared
+    by every invocation; ``exclusive`` first asks whether none is running (a ``--resume`` must not take over a live
+    one's trials) and yields False if one is. The kernel drops the lock of a killed process: no stale lock. Other
+    stores (and platforms without ``fcntl``) yield True: the runs' host, pid and start time tell instead."""
+    path = sqlite_path(uri)
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None  # type: ignore[assignment]
+    if path is None or fcntl is None:
+        yield True
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
+    with open(path.with_name(f"{path.name}-run-{digest}.lock"), "a") as handle:
+        if exclusive:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+        fcntl.flock(handle, fcntl.LOCK_SH)  # shared from here on (an exclusive one is converted)
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

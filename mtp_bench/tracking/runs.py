@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from mtp_bench.tracking import tags as T
+from mtp_bench.tracking.health import StoreError
 from mtp_bench.tracking.naming import metric_name
 from mtp_bench.tracking.provenance import SOURCE, git_commit
 from mtp_bench.tracking.retry import creating, retrying, sqlite_path, write_ahead_log
@@ -48,6 +49,10 @@ class Tracker:
 
     def _experiment_id(self, name: str) -> str:
         found = self.client.get_experiment_by_name(name)
+        if found is not None and found.lifecycle_stage == "deleted":  # MLflow would refuse every run in it
+            raise StoreError(f"experiment {name!r} in {self.uri} is deleted (in MLflow's trash): restore it with "
+                             f"`MLFLOW_TRACKING_URI={self.uri} mlflow experiments restore --experiment-id "
+                             f"{found.experiment_id}`, or set tracking.experiment to another name")
         if found is not None:
             return found.experiment_id
         try:
@@ -79,10 +84,19 @@ class Tracker:
         retrying(lambda: self.client.set_terminated(run_id, status=status), "set_terminated")
 
     def fail(self, run_id: str, error: str) -> None:
-        """Mark FAILED with the error attached (tag for tables, text artifact for the whole traceback)."""
-        self.set_tags(run_id, {T.TAG_ERROR: error.strip().splitlines()[-1][:5000] if error.strip() else "error"})
-        self.log_text(run_id, error, "error.txt")
+        """Mark FAILED with the error attached (tag for tables, text artifact for the whole traceback). The status
+        is written even when the error cannot be (a full disk refuses the artifact first); then that is raised."""
+        problems: list[Exception] = []
+        for write in (lambda: self.set_tags(run_id, {T.TAG_ERROR: error.strip().splitlines()[-1][:5000]
+                                                      if error.strip() else "error"}),
+                      lambda: self.log_text(run_id, error, "error.txt")):
+            try:
+                write()
+            except Exception as exc:  # noqa: BLE001 - raised once the status is written
+                problems.append(exc)
         self.finish(run_id, FAILED)
+        if problems:
+            raise problems[0]
 
     def finish_unless_final(self, run_id: str, error: str | None) -> None:
         """A run whose process died: KILLED (``error`` None: interrupted, resumable) or FAILED with ``error``,
