@@ -61,13 +61,18 @@ def recorded_commit(record: dict[str, Any], method: str, seed: int) -> tuple[str
     return (commits[0] if len(commits) == 1 else None), commits
 
 
-def check_commit(record: dict[str, Any], method: str, seed: int, allow_other: bool) -> list[str]:
-    """Lines on the commit that runs, against the provenance's (warnings start with ``warning:``); raises
-    :class:`OtherCommit` when they differ and ``allow_other`` is not set."""
+def checkout() -> tuple[str | None, bool]:
+    """The commit the re-run runs (the checkout mtp_bench is imported from; None outside git) and whether it has
+    local changes."""
     head = git_commit(SOURCE)
-    dirty = bool(head) and (git_commit(SOURCE, mark_local=True) or "").endswith("+local changes")
-    lines = [f"code: commit {head or 'unknown (not a git checkout)'}{' with local changes' if dirty else ''} "
-             f"({SOURCE})"]
+    return head, bool(head) and (git_commit(SOURCE, mark_local=True) or "").endswith("+local changes")
+
+
+def check_commit(record: dict[str, Any], method: str, seed: int, allow_other: bool, head: str | None,
+                 dirty: bool = False) -> list[str]:
+    """Lines on the commit that runs (``head``), against the provenance's (warnings start with ``warning:``);
+    raises :class:`OtherCommit` when they differ and ``allow_other`` is not set."""
+    lines: list[str] = []
     expected, acceptable = recorded_commit(record, method, seed)
     if not acceptable:
         return [*lines, "warning: the provenance names no commit: cannot tell whether this code made the values"]
@@ -206,9 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         record = load_provenance(args.folder)
         overrides, trial_id = narrowed_overrides(record, args.method, args.seed)
-        _say(check_commit(record, args.method, args.seed, args.allow_other_commit))
+        head, dirty = checkout()
         here, recorded = environment(), recorded_environment(record, args.method, args.seed)
-        _say([f"environment: {line}" for line in describe(here)])
+        _say([f"code: commit {head or 'unknown (not a git checkout)'}{' with local changes' if dirty else ''} "
+              f"({SOURCE})", *(f"environment: {line}" for line in describe(here))])
+        _say(check_commit(record, args.method, args.seed, args.allow_other_commit, head, dirty))
         warned = environment_warnings(recorded, here, ("platform", *_THREADS))
         _say(warned)
         with tempfile.TemporaryDirectory(prefix="mtp-bench-reproduce-") as scratch:
