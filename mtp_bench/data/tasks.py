@@ -101,6 +101,13 @@ def _cap(name: str, default: int) -> int:
     return int(value) if value.isdigit() and int(value) > 0 else default
 
 
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of a local data file, streamed: the file's size and each line's length are bounded
     (:data:`MAX_DATA_FILE_BYTES`, :data:`MAX_ROW_BYTES`), so that no row is read whole before it is refused; a line
@@ -116,7 +123,7 @@ def read_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     with handle:
         if size > max_file:
-            raise DataError(f"{path}: {size / 1e9:.1f} GB; a local data file may hold at most {max_file / 1e9:.1f} GB "
+            raise DataError(f"{path}: {_size(size)}; a local data file may hold at most {_size(max_file)} "
                             "(MTP_BENCH_MAX_DATA_FILE_BYTES): stream it from the hub (source: hub), or split it")
         number = 0
         while raw := handle.readline(max_row + 2):  # a line of max_row bytes and its \r\n still fits
