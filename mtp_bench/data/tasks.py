@@ -51,6 +51,8 @@ class Task(Protocol):
     # built from it instead of from the training text (image tasks: every class and code gets an id).
     # Optional: ``condition_dropout(self) -> tuple[str, float] | None``, (null prompt, rate): training replaces a
     # sequence's prompt by the null prompt with that probability (classifier-free guidance; see data/images.py).
+    # Optional: ``validation_records(self) -> list[dict] | None``, the dataset's own validation split when the task's
+    # params ask for it (``validation: own``), else None; the harness then carves nothing from training.
 
 
 def shown_path(text: str | Path) -> str:
