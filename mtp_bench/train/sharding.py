@@ -4,9 +4,10 @@ for the work rank 0 does alone, and move checkpoint tensors between their sharde
 FSDP2 (``fully_shard``) keeps each parameter as a ``DTensor`` holding this rank's slice and all-gathers a group of
 them around each forward and backward. Each decoder layer (of the model and any copies a method keeps in its extra
 modules) is one group; the rest (embeddings, LM head, final norm, method modules such as MuToR's register) is the
-root's group, gathered for the whole forward, so a method may call those submodules directly. Parameters stay fp32
-and the loop's autocast does mixed precision, exactly as on one device and under DDP: evaluation, the ``best``
-checkpoint and the export of an FSDP trial read the same fp32 weights as the other strategies would.
+root's group, gathered for the whole forward, so a method may call those submodules directly. Parameters keep the
+dtype the trial gave them (fp32, or bf16 under ``train.precision: bf16-pure``) and the loop's autocast does mixed
+precision, exactly as on one device and under DDP: evaluation, the ``best`` checkpoint and the export of an FSDP trial
+read the same weights as the other strategies would.
 
 Rank 0 evaluates, checkpoints and exports alone; with sharded weights the others must take part in gathering them.
 :func:`gathered` does that: every rank all-gathers, rank 0 keeps the whole parameters until the block ends (forwards
