@@ -16,7 +16,6 @@ reads it).
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from mtp_bench.analysis import plots
 from mtp_bench.analysis.comparison import Comparison, build_comparison
 from mtp_bench.analysis.render import markdown, print_comparison, write_csv
 from mtp_bench.analysis.runs import seed_key
-from mtp_bench.tracking import TAG_GIT
 from mtp_bench.tracking.provenance import environment, environment_from_tags, tracked_by_git
 from mtp_bench.tracking.store import Store, absolute_store
 
@@ -74,7 +72,7 @@ def provenance(comparison: Comparison, suite_path: str | None, overrides: list[s
         "overrides": list(overrides),
         "command": shlex.join(command) if command else None,
         "commits": comparison.commits,
-        "trials_by_commit": trials_by(comparison, lambda tags: tags.get(TAG_GIT) or "unknown"),
+        "trials_by_commit": trials_by_commit(comparison),
         "store": comparison.store,
         "metric": comparison.headline,
         "values": values,
@@ -83,12 +81,12 @@ def provenance(comparison: Comparison, suite_path: str | None, overrides: list[s
     }
 
 
-def trials_by(comparison: Comparison, key: Callable[[dict[str, str]], str]) -> dict[str, dict[str, list[Any]]]:
-    """The compared trials sorted by ``key(run tags)``: key -> method label -> seeds."""
-    out: dict[str, dict[str, list[Any]]] = {}
-    for group in comparison.groups:
-        for run in sorted(group.runs, key=lambda r: seed_key(r.seed)):
-            out.setdefault(key(run.tags), {}).setdefault(group.label, []).append(run.seed)
+def trials_by_commit(comparison: Comparison) -> dict[str, dict[str, list[int | None]]]:
+    """Which compared trials ran at which commit: commit -> method label -> seeds (``Comparison.by_commit``)."""
+    out: dict[str, dict[str, list[int | None]]] = {}
+    for commit, pairs in comparison.by_commit.items():
+        for label, seed in pairs:
+            out.setdefault(commit, {}).setdefault(label, []).append(seed)
     return out
 
 
