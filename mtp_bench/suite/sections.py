@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from mtp_bench.suite.presets import PRESETS
+from mtp_bench.suite.presets import PACKAGED, PRESETS
 
 
 class StrictModel(BaseModel):
@@ -35,11 +35,21 @@ class StrictModel(BaseModel):
 
 class ModelConfig(StrictModel):
     preset: str | None = None
-    """A built-in tiny model (see ``mtp-bench presets``), built from a config with a tokenizer trained offline on the
-    task's own text and cached; its weights start random. Exactly one of ``preset`` and ``pretrained`` is set."""
+    """A built-in model (see ``mtp-bench presets``). A tiny preset is built from a config with a tokenizer trained
+    offline on the task's own text and cached; its weights start random. A packaged preset (``smollm2-135m``) is a
+    pretrained checkpoint that a pip package ships as a GGUF file, loaded as ``gguf_file`` is, with its own tokenizer.
+    Exactly one of ``preset`` and ``pretrained`` is set."""
 
     pretrained: str | None = None
-    """A Hugging Face hub id (``Qwen/Qwen2.5-0.5B``) or a local directory written by ``save_pretrained``."""
+    """A Hugging Face hub id (``Qwen/Qwen2.5-0.5B``), a local directory written by ``save_pretrained``, a local
+    folder holding ``gguf_file``, or a local ``.gguf`` file."""
+
+    gguf_file: str | None = None
+    """A GGUF file (llama.cpp's single-file format) inside the local folder ``pretrained``, loaded with its tokenizer
+    instead of Hugging Face weights (``pretrained`` may instead name a ``.gguf`` file itself). transformers converts it
+    once into a Hugging Face folder cached under ``$MTP_BENCH_CACHE`` (default ``~/.cache/mtp-bench``)``/gguf``,
+    keyed by the file's content, so later loads take seconds. Quantised weights are de-quantised to float: a real
+    pretrained network with quantisation noise, not the original checkpoint. Needs the ``gguf`` package."""
 
     revision: str | None = None
     """Hub revision (branch, tag or commit) of ``pretrained``."""
@@ -58,7 +68,7 @@ class ModelConfig(StrictModel):
     ``bf16-pure`` for bf16 weights and optimiser state)."""
 
     tokenizer_vocab_size: int = Field(default=512, ge=16)
-    """Presets only: vocabulary size of the tokenizer trained on the task's text (word-level tasks use fewer)."""
+    """Tiny presets only: vocabulary size of the tokenizer trained on the task's text (word-level tasks use fewer)."""
 
     trust_remote_code: bool = False
     """Allow model code from the hub. Off by default: it runs code you have not read."""
@@ -67,14 +77,25 @@ class ModelConfig(StrictModel):
     def _one_source(self) -> ModelConfig:
         if (self.preset is None) == (self.pretrained is None):
             raise ValueError("set exactly one of model.preset and model.pretrained")
+        if self.gguf_file is not None and self.pretrained is None:
+            raise ValueError("model.gguf_file names a file inside model.pretrained (a local folder): set that too")
         return self
 
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, name: str | None) -> str | None:
-        if name is not None and name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; presets: {', '.join(sorted(PRESETS))}")
+        if name is not None and name not in PRESETS and name not in PACKAGED:
+            raise ValueError(f"unknown preset {name!r}; presets: {', '.join(sorted([*PRESETS, *PACKAGED]))}")
         return name
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_gguf_file(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Added after trial ids were first recorded: out of the dump (so out of the id) while unset, as TrainConfig's
+        # later knobs, so that every earlier trial keeps its id.
+        data = handler(self)
+        if self.gguf_file is None:
+            data.pop("gguf_file", None)
+        return data
 
 
 class DataConfig(StrictModel):

