@@ -24,8 +24,9 @@ def run_in_process(
     host = socket.gethostname()
     default_threads = torch.get_num_threads()
     for trial in trials:
-        # The whole machine is this trial's; only an explicit train.torch_threads narrows it.
-        torch.set_num_threads(torch_threads(trial, None) or default_threads)
+        # As many threads as under Ray (train.torch_threads, else resources.cpus_per_trial): the thread count can
+        # change a trial's rounding, so a trial computes the same numbers whichever scheduler runs it.
+        torch.set_num_threads(torch_threads(trial, trial.resources.cpus_per_trial) or default_threads)
         for attempt in range(trial.resources.max_retries + 1):
             # Within an invocation a retry reopens the same run (found by its parent); without a parent, say so.
             report = execute_trial(trial, parent_id=parent_id, resume=resume or (attempt > 0 and parent_id is None),

@@ -229,7 +229,8 @@ class TrainConfig(StrictModel):
     """``auto`` (a GPU when one is visible, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
 
     torch_threads: int | None = Field(default=None, ge=1)
-    """CPU threads for torch in a trial; default: the CPUs the scheduler gives the trial."""
+    """CPU threads for torch in a trial; default: ``resources.cpus_per_trial`` (at least 1), with Ray and without
+    (``--no-ray``), so that a trial computes the same numbers under either."""
 
     deterministic: bool = False
     """Ask torch for deterministic kernels (slower on GPU; CPU runs repeat without it)."""
