@@ -35,6 +35,10 @@ def test_trial_ids_survive_the_trip_to_a_worker(tmp_path, gsm8k_dir, store):
     moved = trials[0].model_copy(deep=True)
     moved.tracking.uri, moved.resources.max_concurrent_trials = "http://elsewhere:5000", 3
     assert moved.trial_id == trials[0].trial_id  # where it is recorded and how it is scheduled are not its identity
+    moved.train.progress = not moved.train.progress
+    assert moved.trial_id == trials[0].trial_id  # nor is whether a progress bar is drawn
+    moved.train.lr *= 2
+    assert moved.trial_id != trials[0].trial_id
 
 
 @pytest.mark.ray
@@ -179,3 +183,47 @@ def test_sigterm_stops_a_ray_grid_like_ctrl_c(tmp_path, gsm8k_dir, monkeypatch):
     assert driver.returncode == EXIT_INTERRUPTED, output
     assert [r.info.status for r in tracker.invocation_runs("tiny")] == [tracking.KILLED]
     assert [r.info.status for r in tracker.trial_runs()] == [tracking.KILLED]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_sigterm_while_ray_starts_is_an_interruption(tmp_path, gsm8k_dir, monkeypatch):
+    """SIGTERM while ``ray.init`` is still starting the local Ray (its processes spawned, the driver not connected
+    yet): Ray's own handler would exit 15 silently; the driver says it was interrupted, exits 130, leaves no run
+    RUNNING and stops what Ray had started."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from mtp_bench.errors import EXIT_INTERRUPTED
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    store_dir = tmp_path / "starting"
+    path = write_suite(tmp_path, tiny_suite(tmp_path, gsm8k_dir), "starting.yaml")
+    driver = subprocess.Popen([sys.executable, "-m", "mtp_bench.cli", "run", str(path), "--no-compare",
+                               f"tracking.uri=sqlite:///{store_dir / 'mlflow.db'}",
+                               f"tracking.workdir={store_dir / 'trials'}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, ray_processes = time.monotonic() + 240, []
+    while not ray_processes and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        with contextlib.suppress(psutil.Error):
+            ray_processes = [p for p in psutil.Process(driver.pid).children(recursive=True)
+                             if "gcs_server" in p.name() or "raylet" in p.name()]
+    assert ray_processes, "Ray never started"
+    os.kill(driver.pid, signal.SIGTERM)
+    output, _ = driver.communicate(timeout=120)
+    assert driver.returncode == EXIT_INTERRUPTED, output
+    assert "mtp-bench: interrupted" in output and "Traceback" not in output, output
+    if (store_dir / "mlflow.db").exists():
+        from mtp_bench import tracking
+
+        tracker = tracking.Tracker(f"sqlite:///{store_dir / 'mlflow.db'}", "tiny")
+        assert not [r for r in tracker.client.search_runs([tracker.experiment_id]) if r.info.status == "RUNNING"]
+    gone, alive = psutil.wait_procs(ray_processes, timeout=30)
+    assert not alive, f"Ray processes left running: {alive}"

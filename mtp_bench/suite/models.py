@@ -107,8 +107,9 @@ class SuiteConfig(StrictModel):
 
 
 # Fields of a trial that do not change what it computes; kept out of its id so a resumed grid finds its trials
-# after, say, the tracking URI or the concurrency changes.
-_NOT_IN_TRIAL_ID = {"tracking", "resources", "description"}
+# after, say, the tracking URI, the concurrency or the progress bar changes.
+_NOT_IN_TRIAL_ID: dict[str, Any] = {"tracking": True, "resources": True, "description": True,
+                                    "train": {"progress"}}
 
 
 class TrialConfig(StrictModel):
