@@ -13,7 +13,7 @@ Parts (``--parts``, comma-separated; :data:`mtp_bench.bench.PARTS` in report ord
   on tiny models trained briefly on synthetic word problems, and the speedup those τ imply at realistic depth;
 - ``makespan`` (not in the default set): N equal trials on a local Ray against the ideal makespan;
 - ``quickstart`` (not in the default set): the README's main job, ``mtp-bench run suites/quickstart.yaml``, timed
-  whole as a fresh process (goal <= 6 minutes on an idle 2-core machine).
+  whole as a fresh process (goal <= 5 minutes on an idle 2-core machine).
 
 ``--quick`` runs tiny sizes (the smoke test). Sections of parts not run are kept in an existing output file. The
 command line (:mod:`mtp_bench.cli`) is the only entry point: it turns a bad ``--parts`` into a one-line error.
