@@ -213,3 +213,57 @@ def test_the_export_is_the_pretrained_base_when_a_method_adds_nothing_to_it(gsm8
         exported = q.method.export(q.module.model, q.module.extra).state_dict()
         assert exported.keys() == reference.keys(), key
         assert all(torch.equal(t, reference[n]) for n, t in exported.items()), key
+
+
+# ------------------------------------------------------------------------------------------------ bench ----
+def test_the_methods_benchmark_measures_the_pretrained_model() -> None:
+    """The ``methods`` part's pretrained table, on NTP and MuToR only (each variant costs the same machinery)."""
+    from mtp_bench.bench.context import Settings
+    from mtp_bench.bench.memory import ProbeServer
+    from mtp_bench.bench.method_cost import variants
+    from mtp_bench.bench.method_width import measure_wide, pretrained_settings
+    from mtp_bench.bench.sizes import FULL, QUICK
+
+    quick = Settings(sizes=QUICK, device="cpu", threads=1, command="test")
+    assert pretrained_settings(quick) == (None, "not measured under --quick")
+    assert pretrained_settings(Settings(sizes=FULL, device="cpu", threads=1, command="test"))[0].sizes.model == \
+        {"preset": "smollm2-135m"}
+    settings, _ = pretrained_settings(quick, TWO_LAYERS)
+    chosen = [(label, bidir, trial) for label, bidir, trial in variants(settings) if label in ("ntp", "mutor")
+              and not bidir]
+    with ProbeServer().start(chosen[0][2].model_dump(mode="json")) as server:
+        measured = measure_wide(settings, chosen, server)
+    assert measured.model.startswith("`smollm2-135m` (pretrained; GGUF weights de-quantised, not the original")
+    assert "2 layers, 9 heads (3 key-value), vocabulary 49,152 (tied)" in measured.model
+    assert measured.positions["mutor"] > measured.positions["ntp"] > 0  # the registers are positions too
+    assert measured.flops["mutor"] > measured.flops["ntp"] > 0
+    assert measured.extra_params == {"ntp": 0, "mutor": 576}
+    assert all(measured.memory[key]["peak"] > 0 for key in ("ntp", "mutor"))
+
+
+def test_the_zero_shot_command_scores_the_model_as_loaded(gsm8k_dir: Path, tmp_path: Path) -> None:
+    """``python -m mtp_bench.bench.zero_shot``, which wrote results/smollm2_zero_shot/, on its own suite made small."""
+    import json
+
+    from mtp_bench.bench.zero_shot import main
+    from mtp_bench.suite.load import read_yaml
+
+    suite = Path(__file__).resolve().parents[1] / "suites" / "smollm2_zero_shot.yaml"
+    assert read_yaml(suite)["model"] == {"preset": "smollm2-135m"}
+    overrides = ["model.config_overrides={num_hidden_layers: 2}", f"data.params.path={gsm8k_dir}",
+                 "data.eval_limit=3", "evaluation.max_new_tokens=4", "evaluation.lm_eval.limit=3",
+                 "evaluation.lm_eval.max_gen_toks=4"]
+    assert main([str(suite), *overrides, "--output", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "zero_shot.json").read_text())
+    assert summary["test_examples"] == 3 and summary["parameters"] < 50e6  # 2 of the 30 layers
+    metrics = summary["metrics"]
+    assert 0 <= metrics["test/gsm8k/exact_match"] <= 1
+    assert metrics["lm_eval/gsm8k_mutor_local/n_samples"] == 3
+    ours = [json.loads(line) for line in (tmp_path / "out" / "predictions_gsm8k.jsonl").read_text().splitlines()]
+    theirs = [json.loads(line) for line in
+              (tmp_path / "out" / "predictions_gsm8k_mutor_local.jsonl").read_text().splitlines()]
+    assert len(ours) == len(theirs) == 3
+    assert not {"question", "prompt", "target", "doc"} & {key for row in ours + theirs for key in row}
+    # the same model, prompt and greedy decoding through both paths: the same completions
+    assert [row["completion"] for row in ours] == [row["response"] for row in theirs]
+    assert main([str(suite), "model.preset=nope", "--output", str(tmp_path / "bad")]) == 2

@@ -28,6 +28,7 @@ from mtp_bench.bench.method_width import (
     baseline,
     flop_counter,
     measure_wide,
+    pretrained_settings,
     wide_settings,
 )
 from mtp_bench.bench.report import Section, Table
@@ -61,10 +62,13 @@ def run(settings: Settings) -> Section:
     chosen = variants(settings)
     wide = wide_settings(settings)
     wide_chosen = variants(wide)
+    pretrained, skipped = pretrained_settings(settings)
     with ProbeServer().start(chosen[0][2].model_dump(mode="json")) as server:  # its imports overlap the set-up
         tiny = _measure_tiny(settings, chosen, server)
         gc.collect()
         realistic = measure_wide(wide, wide_chosen, server)
+        gc.collect()
+        real = measure_wide(pretrained, variants(pretrained), server) if pretrained is not None else None
     on_gpu = tiny.memory["ntp"]["kind"] == "cuda"
     cpu_clock = not on_gpu  # CPU time says nothing about asynchronous GPU work
     sizes = settings.sizes
@@ -90,11 +94,15 @@ def run(settings: Settings) -> Section:
                 if on_gpu else "; peak RSS includes the Python, torch and data footprint, the growth is what "
                 "training adds (gradients, optimiser state, activations).")
         ),
-        tables=[_table(tiny, labels, cpu_clock, on_gpu), _table(realistic, labels, cpu_clock, on_gpu)],
-        reading=_reading(tiny, realistic, cpu_clock),
+        tables=[_table(tiny, labels, cpu_clock, on_gpu), _table(realistic, labels, cpu_clock, on_gpu),
+                *([_table(real, labels, cpu_clock, on_gpu)] if real is not None else [])],
+        reading=_reading(tiny, realistic, cpu_clock) + (_reading_pretrained(real, cpu_clock) if real else ""),
         notes=["Defaults: " + "; ".join(f"`{label}` {trial.method.params or '{}'}" for label, bidir, trial in chosen
                                          if not bidir) + ".",
-               "Tables: the first is the tiny model, the second the realistic width."],
+               "Tables: the first is the tiny model, the second the realistic width" + (
+                   f", the third a real pretrained model: {real.model}; measured as the realistic width is "
+                   "(one shared model, forward + backward)." if real is not None else
+                   f". The pretrained SmolLM2-135M table is {skipped}.")],
         context=context.end(),
     )
 
@@ -217,3 +225,18 @@ def _reading(tiny: Measured, wide: Measured, cpu_clock: bool) -> str:
                  f"× causal NTP{clock} at the realistic width.")
     return text + (f" The paper measured ≈{PAPER_MUTOR_COST}× NTP's step time for MuToR on GPU (Gemma 2B); time "
                    "ratios at the tiny size overstate every method's cost (attention and per-call overheads dominate).")
+
+
+def _reading_pretrained(m: Measured, cpu_clock: bool) -> str:
+    """The same verdicts on the pretrained model (its 49K-token LM head and 30 narrow layers shift the shares)."""
+    clock = " in CPU time" if cpu_clock else ""
+    parts = []
+    for key, setting in (("mutor", "causal"), ("mutor bidir", "bidirectional")):
+        if key in m.positions:
+            r = _ratios(m, key, cpu_clock)
+            parts.append(f"MuToR ({setting} prompt) {r['cpu']:.2f}× NTP's step time{clock} for {r['positions']:.2f}× "
+                         f"the positions, time per position {_verdict(r['cpu'] / r['positions'], TIME_PER_POSITION_GOAL)}")
+    heads = [f"`{key}` {_ratios(m, key, cpu_clock)['cpu']:.2f}× for {_ratios(m, key, cpu_clock)['flops']:.2f}× FLOPs"
+             for key in m.positions if key.split()[0] not in BIDIRECTIONAL]
+    return (" On the pretrained SmolLM2-135M (third table): " + "; ".join(parts) + (
+        "; head methods " + ", ".join(heads) if heads else "") + ".")

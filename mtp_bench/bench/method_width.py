@@ -22,6 +22,7 @@ from mtp_bench.bench.batches import batch_indices
 from mtp_bench.bench.context import Settings
 from mtp_bench.bench.memory import ProbeServer
 from mtp_bench.bench.timing import Interleaved, interleave
+from mtp_bench.suite.presets import PACKAGED
 
 # Llama at GPT-2-small / LlamaGen-B size; the BPE trained on GSM8K toward 32K rows stops at ~23K (the text runs out).
 WIDE_MODEL = {"preset": "tiny-llama", "tokenizer_vocab_size": 32000, "config_overrides": {
@@ -31,12 +32,34 @@ QUICK_WIDE_MODEL = {"preset": "tiny-llama", "tokenizer_vocab_size": 256, "config
     "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4,
     "num_key_value_heads": 4}}
 WIDE_ROUNDS, WIDE_WARMUP, WIDE_MEMORY_STEPS = 2, 1, 1  # ~20 s a step a variant on 2 cores
+# A real pretrained model, measured the same way when its package is installed (not under --quick): SmolLM2-135M-
+# Instruct, whose weights are the Q4_1 GGUF file's de-quantised (not the original bf16 checkpoint; the cost is the
+# same), with its own 49K-token tokenizer, grouped-query attention and 30 layers.
+PRETRAINED_MODEL = {"preset": "smollm2-135m"}
 
 
 def wide_settings(settings: Settings) -> Settings:
     """``settings`` with the realistic-width model (a small stand-in under ``--quick``)."""
     model = QUICK_WIDE_MODEL if settings.sizes.quick else WIDE_MODEL
     return dataclasses.replace(settings, sizes=dataclasses.replace(settings.sizes, model=model))
+
+
+def pretrained_settings(settings: Settings, model: dict[str, Any] | None = None) -> tuple[Settings | None, str]:
+    """``settings`` with the pretrained model (``model``, default :data:`PRETRAINED_MODEL`), or None and why not:
+    under ``--quick`` (unless a ``model`` is given), or when its package or the gguf package is not installed."""
+    from mtp_bench.models.gguf import GgufError, check, source_file
+    from mtp_bench.suite.models import ModelConfig
+
+    if settings.sizes.quick and model is None:
+        return None, "not measured under --quick"
+    model = model or PRETRAINED_MODEL
+    try:
+        path = source_file(ModelConfig(**model))
+        if path is not None:
+            check(path)
+    except GgufError as exc:
+        return None, f"not measured: {exc}"
+    return dataclasses.replace(settings, sizes=dataclasses.replace(settings.sizes, model=model)), ""
 
 
 # ------------------------------------------------------------------------------------------ step counters ----
@@ -168,7 +191,7 @@ def measure_wide(settings: Settings, chosen: list[tuple[str, bool, Any]], server
     parameters = {key: count_parameters(module) for key, module in modules.items()}
     real = [int(batches["ntp"][i % len(indices)].attention_mask.sum())
             for i in range(WIDE_WARMUP, WIDE_WARMUP + WIDE_ROUNDS)]
-    description = _describe(model, device, base.precision)
+    description = _describe(model, device, base.precision, chosen[0][2].model.preset)
     modules.clear()
     del base, model  # the shared model goes before the memory probes
     memory = {key: server.measure(key, trial.model_dump(mode="json"), indices, WIDE_MEMORY_STEPS, settings.threads)
@@ -177,10 +200,14 @@ def measure_wide(settings: Settings, chosen: list[tuple[str, bool, Any]], server
                        real_per_step=sum(real) / len(real), cpu_clock=device.type != "cuda")
 
 
-def _describe(model: Any, device: torch.device, precision: Any) -> str:
+def _describe(model: Any, device: torch.device, precision: Any, preset: str | None = None) -> str:
     config = model.config
     size = sum(p.numel() for p in model.parameters())
-    return (f"Llama from a config, {size / 1e6:.1f}M parameters: width {config.hidden_size}, "
-            f"{config.num_hidden_layers} layers, {config.num_attention_heads} heads, vocabulary "
-            f"{config.vocab_size:,} (tied), {config._attn_implementation} ({device}, "
+    heads = config.num_attention_heads
+    kv = getattr(config, "num_key_value_heads", heads)
+    what = f"`{preset}` (pretrained; GGUF weights de-quantised, not the original checkpoint)" if preset in PACKAGED \
+        else "Llama from a config"
+    return (f"{what}, {size / 1e6:.1f}M parameters: width {config.hidden_size}, {config.num_hidden_layers} layers, "
+            f"{heads} heads{f' ({kv} key-value)' if kv != heads else ''}, vocabulary {config.vocab_size:,} "
+            f"({'tied' if config.tie_word_embeddings else 'untied'}), {config._attn_implementation} ({device}, "
             f"{str(precision or 'fp32').replace('torch.', '')})")

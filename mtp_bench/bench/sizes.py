@@ -58,8 +58,8 @@ def sizes_for(quick: bool, model: str | None) -> Sizes:
     sizes = QUICK if quick else FULL
     if model is None:
         return sizes
-    from mtp_bench.suite.presets import PRESETS
+    from mtp_bench.suite.presets import PACKAGED, PRESETS
 
     section = {"preset": model, "tokenizer_vocab_size": sizes.model.get("tokenizer_vocab_size", 512)} \
-        if model in PRESETS else {"pretrained": model}
+        if model in PRESETS else {"preset": model} if model in PACKAGED else {"pretrained": model}
     return replace(sizes, model=section, spec_model=section)
