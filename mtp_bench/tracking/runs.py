@@ -68,9 +68,13 @@ class Tracker:
         tags = dict(tags)
         if parent_id:
             tags[T.TAG_PARENT] = parent_id
-        # The code that ran is this checkout's, wherever the run started; an installed wheel has no repository,
-        # and then the working directory's (the user's project) is the best record.
-        commit = git_commit(SOURCE) or git_commit()
+        # A trial records its invocation's commit (what was checked out when `run` started, and what the pool's
+        # workers imported then), not whatever is checked out when the trial happens to start: a commit made
+        # during a long grid must not split it into "code versions". Otherwise the code that runs is this
+        # checkout's; an installed wheel has no repository, and then the working directory's is the best record.
+        inherited = retrying(lambda: self.client.get_run(parent_id), "get_run").data.tags.get(T.TAG_GIT) \
+            if parent_id else None
+        commit = inherited or git_commit(SOURCE) or git_commit()
         if commit:
             tags.setdefault(T.TAG_GIT, commit)
         run = retrying(lambda: self.client.create_run(self.experiment_id, tags=tags, run_name=name), "create_run")
