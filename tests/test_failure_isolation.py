@@ -1,5 +1,6 @@
 """Failure isolation on Ray: a trial that raises, one whose loss turns NaN and one whose process dies are each marked
-FAILED in MLflow with their error; the others finish; retries continue from the checkpoint in the same run.
+FAILED in MLflow with their error; the others finish; retries continue from the checkpoint in the same run (or,
+without a checkpoint, start a new run and mark the lost attempt's superseded: no step recorded twice).
 
 Failures are injected with a Ray ``worker_process_setup_hook`` that wraps ``Trainer.train_step`` in every worker
 process, driven by a plan file the test writes: no test hook in the product code. One Ray instance serves the module.
@@ -108,10 +109,19 @@ def test_retries_continue_from_the_checkpoint_and_lost_processes_are_recorded(tm
     assert (retried.status, retried.attempt) == (FINISHED, 2), retried.error
     assert (lost.status, lost.attempt) == (FAILED, 2) and "trial process lost" in lost.error
     tracker = Tracker(store, "tiny")
-    assert len(tracker.trial_runs()) == 2  # retries reopened their run: no duplicates
+    assert len(tracker.trial_runs()) == 2  # one run counts for each trial, however many attempts it took
     history = tracker.client.get_metric_history(retried.run_id, "train/loss")
     steps = sorted(m.step for m in history)
     assert steps == [1, 2, 3, 4, 5]  # attempt 1 logged 1-3; attempt 2 resumed at the step-2 checkpoint and
     # did not log step 3 again
     run = tracker.client.get_run(lost.run_id)
     assert run.info.status == FAILED and "trial process lost" in run.data.tags[TAG_ERROR]
+    # Its process died before the first checkpoint, so attempt 2 started again at step 0, in a new run: the lost
+    # attempt's run is kept, closed and marked superseded, and no step is in either twice.
+    both = tracker.client.search_runs([tracker.experiment_id], f"tags.`mtp_bench.trial_id` = '{lost.trial_id}'")
+    (first,) = [r for r in both if r.info.run_id != lost.run_id]
+    assert first.info.status == FAILED and first.data.tags["mtp_bench.kind"] == "superseded"
+    assert first.data.tags["mtp_bench.superseded_by"] == lost.run_id
+    for attempt in both:
+        steps = [m.step for m in tracker.client.get_metric_history(attempt.info.run_id, "train/loss")]
+        assert steps == [1], steps

@@ -64,12 +64,6 @@ def _say_mixed_commits(tracker: Any, suite: SuiteConfig, trials: list[TrialConfi
         console.print(f"[yellow]{note}[/]")
 
 
-def _close(tracker: Any, parent_id: str, reports: list[TrialReport], retries: int) -> list[str]:
-    from mtp_bench.scheduler.invocation import close_invocation
-
-    return close_invocation(tracker, parent_id, reports, retries)
-
-
 def _stopped(exc: BaseException, tracker: Any, parent_id: str | None, uri: str) -> None:
     """The grid stopped early: an interruption (Ctrl-C, SIGTERM) records the parent KILLED and goes on; a store that
     failed (a full disk) becomes one :class:`StoreWriteError` naming the runs left RUNNING; anything else goes on as
@@ -117,7 +111,12 @@ def run_suite(
     that fails mid-run (a full disk) raises :class:`~mtp_bench.tracking.health.StoreWriteError` saying which runs
     could not be closed."""
     from mtp_bench import tracking
-    from mtp_bench.scheduler.invocation import close_stale_invocations, open_invocation, refuse_live_invocations
+    from mtp_bench.scheduler.invocation import (
+        close_invocation,
+        close_stale_invocations,
+        open_invocation,
+        refuse_live_invocations,
+    )
     from mtp_bench.tracking.health import check_store
     from mtp_bench.tracking.retry import invocation_lock
 
@@ -153,7 +152,7 @@ def run_suite(
             # Ray trials count their retries in their own processes; in-process trials count in ours.
             retries = tracking.lock_retries() - retries_before + (sum(r.lock_retries for r in reports)
                                                                  if session else 0)
-            unwritten = _close(tracker, parent_id, reports, retries)
+            unwritten = close_invocation(tracker, parent_id, reports, retries)
         except BaseException as exc:
             _stopped(exc, tracker, parent_id, suite.tracking.uri)  # raises
         finally:
