@@ -187,6 +187,15 @@ def test_verdict_uses_the_validation_checkpoint_and_fits_the_screen() -> None:
            "interval) |" in markdown(comparison)  # two seeds: values, labelled as values
 
 
+def test_the_tables_on_screen_show_each_grid_cell_in_the_method_column() -> None:
+    """A label's cell is in brackets, which rich would read as markup and drop: every row would read just "ntp"."""
+    comparison = comparison_of({"ntp": [0.2, 0.4, 0.3], "mutor": [0.5, 0.6, 0.4]}, cell="train.max_steps=400")
+    screen = io.StringIO()
+    print_comparison(Console(file=screen, width=120, highlight=False), comparison, [])
+    table = screen.getvalue().split("└")[0]  # the scores table (a long label wraps onto a second line)
+    assert table.count("[train.max_steps=400]") == 2
+
+
 def test_interval_column_says_when_the_interval_was_clipped() -> None:
     comparison = comparison_of({"ntp": [0.0, 1.0, 0.0], "mutor": [1.0, 0.0, 1.0]})  # Δ +1, -1, +1
     row = next(line for line in markdown(comparison).splitlines() if line.startswith(f"| {METRIC} | last checkpoint | "

@@ -252,6 +252,7 @@ def print_comparison(console: Any, comparison: Comparison, written: list[Path]) 
     line per method; a warning before the tables and again before the verdict when the runs mix commits."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     if console.width > TERMINAL_WIDTH:
         console = Console(file=console.file, highlight=False, width=TERMINAL_WIDTH, soft_wrap=False,
@@ -265,8 +266,8 @@ def print_comparison(console: Any, comparison: Comparison, written: list[Path]) 
             table = Table(title=f"{comparison.title}: {section}", title_justify="left")
             for column in header:
                 table.add_column(column, overflow="fold")
-            for cells_row in cells:
-                table.add_row(*cells_row, style="red" if "TEST" in cells_row[1] else None)
+            for cells_row in cells:  # as plain text: a label such as "ntp [train.max_steps=400]" is no markup
+                table.add_row(*map(Text, cells_row), style="red" if "TEST" in cells_row[1] else None)
             console.print(table)
     console.print("Intervals: 95% Student-t over seeds, clipped to the metric's range; none below 3 seeds. "
                   "p over seeds: paired t / exact permutation. Details: compare.md.")
