@@ -88,7 +88,7 @@ def test_paper_suite_validates_offline(path: Path, monkeypatch, capsys, tmp_path
     assert f"{methods} methods, {trials} trials" in capsys.readouterr().out
 
 
-# the README's override that moves an ablation from GSM8K to the paper's 1M-GSM data (its second column)
+# the override in docs/paper.md that moves an ablation from GSM8K to the paper's 1M-GSM data (its second column)
 TO_1M_GSM = ["reference=null", "data={task: openmathinstruct2, validation_size: 0, params: {source: hub, split: train_1M, "
              "problem_sources: [gsm8k, augmented_gsm8k], test: gsm8k, test_params: {source: hub}}}",
              "evaluation.scorers=[{name: math}]"]
@@ -96,13 +96,13 @@ TO_1M_GSM = ["reference=null", "data={task: openmathinstruct2, validation_size: 
 
 @pytest.mark.parametrize("stem", ["gemma2b_t4_dmax", "gemma2b_t5_lora", "gemma2b_t6_registers", "gemma2b_t12_epochs10",
                                   "gemma2b_t16_deepseek", "gemma2b_t17_loss_weight"])
-def test_an_ablation_moves_to_1m_gsm_with_the_readme_override(stem: str, capsys) -> None:
+def test_an_ablation_moves_to_1m_gsm_with_the_documented_override(stem: str, capsys) -> None:
     path = REPO / "suites" / "paper" / f"{stem}.yaml"
     assert cli.main(["validate", str(path), f"name=paper_{stem}_1m", *TO_1M_GSM]) == 0
     methods, trials = ABLATIONS[stem]
     assert f"'paper_{stem}_1m', {methods} methods, {trials} trials" in capsys.readouterr().out
-    readme = " ".join((REPO / "README.md").read_text().split())
-    assert "name=paper_gemma2b_t4_dmax_1m reference=null" in readme and "'evaluation.scorers=[{name: math}]'" in readme
+    page = " ".join((REPO / "docs" / "paper.md").read_text().split())
+    assert "name=paper_gemma2b_t4_dmax_1m reference=null" in page and "'evaluation.scorers=[{name: math}]'" in page
 
 
 def paper_suite(stem: str) -> dict:

@@ -1,4 +1,4 @@
-"""Plugins: an out-of-tree method (the README's own example) is found through its entry point and trains; an
+"""Plugins: an out-of-tree method (the docs' own example, docs/methods.md) is found through its entry point and trains; an
 unknown name lists what is installed."""
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ from mtp_bench import registry
 from mtp_bench.api import MethodContext
 
 
-def _readme_example() -> str:
-    text = (REPO / "README.md").read_text()
+def _documented_example() -> str:
+    text = (REPO / "docs" / "methods.md").read_text()
     section = text[text.index("## Writing a method") :]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
 @pytest.fixture
 def out_of_tree_plugin(tmp_path, monkeypatch):
-    """Install the README's example as a distribution on sys.path (module + dist-info with an entry point)."""
+    """Install the docs' example as a distribution on sys.path (module + dist-info with an entry point)."""
     site = tmp_path / "site"
     (site / "my_mtp-0.1.dist-info").mkdir(parents=True)
-    (site / "my_mtp.py").write_text(_readme_example())
+    (site / "my_mtp.py").write_text(_documented_example())
     (site / "my_mtp-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: my-mtp\nVersion: 0.1\n")
     (site / "my_mtp-0.1.dist-info" / "entry_points.txt").write_text('[mtp_bench.methods]\nskip_one = my_mtp:SkipOne\n')
     monkeypatch.syspath_prepend(str(site))
@@ -37,7 +37,7 @@ def out_of_tree_plugin(tmp_path, monkeypatch):
     sys.modules.pop("my_mtp", None)
 
 
-def test_readme_out_of_tree_method_is_found_and_trains(out_of_tree_plugin) -> None:
+def test_documented_out_of_tree_method_is_found_and_trains(out_of_tree_plugin) -> None:
     info = {i.name: i for i in registry.available(registry.METHODS)}
     assert info["skip_one"].distribution == "my-mtp" and info["ntp"].distribution == "mtp-bench"
     cls = registry.load_method("skip_one")

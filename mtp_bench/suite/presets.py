@@ -55,7 +55,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
     # LlamaGen's GPT-B (the MuToR paper's image model): its SwiGLU width is 2 x 4 x 768 / 3 rounded up to a multiple
     # of 256 = 2048, RMSNorm eps 1e-5, rotary base 10,000, an untied output layer. Our Llama has 1D rotary positions
-    # where LlamaGen uses 2D ones (see README, "Image generation").
+    # where LlamaGen uses 2D ones (see docs/images.md).
     "llamagen-b": (
         "llama",
         dict(
