@@ -8,8 +8,9 @@ commands (backslash-newline joined, comments dropped, ``&&``, ``;`` and ``|`` se
 - ``mtp-bench <command> ...``: ``mtp-bench <command> --help`` exits 0 and the whole argument list parses with the real
   parser (an option that no longer exists fails). Every ``*.yaml`` it names exists. With a suite, ``run``,
   ``validate``, ``compare``, ``steps`` and ``ui`` must pass ``mtp-bench validate SUITE OVERRIDES`` in-process, in the
-  command's environment: the schema, the overrides, the grid, every plugin's settings and the preflight. Nothing
-  trains, because whole runs are the end-to-end tests' job (tests/test_end_to_end.py, the golden losses, the
+  command's environment: the schema, the overrides, the grid, every plugin's settings and the preflight, except
+  lm-eval's task index (tens of seconds to build; tests/test_paper_twins.py validates every paper suite with it, and
+  tests/test_paper_lm_eval.py the tasks themselves). Nothing trains, because whole runs are the end-to-end tests' job (tests/test_end_to_end.py, the golden losses, the
   committed quick start's reproduction). Data that cannot exist yet is accepted: a folder that a documented
   generator writes first (``results/<suite>/scratch/``), or a path the command itself sets in an environment
   variable (your ImageNet codes). Only its "does not exist" line is accepted; any other refusal fails.
@@ -39,7 +40,7 @@ import pytest
 from test_architecture import LAYER_OF
 
 from conftest import REPO
-from mtp_bench import cli
+from mtp_bench import cli, preflight
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINKED_PAGES = [*PAGES, REPO / "results" / "README.md"]
@@ -126,7 +127,8 @@ def help_exits_zero(argv: tuple[str, ...]) -> bool:
     return done.returncode == 0
 
 
-def check_mtp_bench(env: dict[str, str], argv: list[str], capsys: pytest.CaptureFixture) -> None:
+def check_mtp_bench(env: dict[str, str], argv: list[str], capsys: pytest.CaptureFixture,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
     parser = cli.build_parser()
     sub = argv[0]
     with pytest.raises(SystemExit) as help_exit:
@@ -137,9 +139,9 @@ def check_mtp_bench(env: dict[str, str], argv: list[str], capsys: pytest.Capture
     stray = [item for item in rest if item.startswith("-") or "=" not in item or not hasattr(args, "overrides")]
     assert not stray, f"mtp-bench {sub} does not take {stray}"
     if getattr(args, "parts", None):
-        from mtp_bench.bench.cli import parse_parts
+        from mtp_bench.bench import PARTS
 
-        parse_parts(args.parts)
+        assert set(args.parts.split(",")) <= set(PARTS), f"--parts {args.parts}: the parts are {PARTS}"
     yamls = [word for word in argv if word.endswith(".yaml")]
     for path in yamls:
         assert (REPO / path).is_file(), f"{path} does not exist"
@@ -147,6 +149,7 @@ def check_mtp_bench(env: dict[str, str], argv: list[str], capsys: pytest.Capture
     if sub not in SUITE_COMMANDS or not suite:
         return
     overrides = [*getattr(args, "overrides", []), *rest]
+    monkeypatch.setattr(preflight, "check_lm_eval", lambda trials: None)  # see the module docstring
     with environment(env):
         code = cli.main(["validate", suite, *overrides])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
@@ -159,10 +162,11 @@ def check_mtp_bench(env: dict[str, str], argv: list[str], capsys: pytest.Capture
 
 
 @pytest.mark.parametrize("command", [c for _, c in COMMANDS], ids=[label for label, _ in COMMANDS])
-def test_a_documented_command_runs(command: str, capsys: pytest.CaptureFixture) -> None:
+def test_a_documented_command_runs(command: str, capsys: pytest.CaptureFixture,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
     env, program, argv = parse(command)
     if program == "mtp-bench":
-        check_mtp_bench(env, argv, capsys)
+        check_mtp_bench(env, argv, capsys, monkeypatch)
     elif program in ("python", "python3") and argv[:1] == ["-m"]:
         module = argv[1]
         assert module == "pytest" or importlib.util.find_spec(module) is not None, f"no module {module}"
