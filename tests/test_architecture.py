@@ -2,7 +2,9 @@
 import each other (directly or around a loop), only the tracking package imports mlflow, methods never import each
 other, and every module says in a docstring what it is for.
 
-Imports are read with ``ast`` (lazy imports inside functions count too: they are dependencies all the same).
+Imports are read with ``ast`` (lazy imports inside functions count too: they are dependencies all the same). The one
+exception is a module's ``if __name__ == "__main__":`` block: it runs only when the module is the program
+(``python -m ...``), never on import, so it is an entry point like the command line and may hand over to it.
 """
 
 from __future__ import annotations
@@ -47,13 +49,32 @@ def _resolve(name: str) -> str:
     return name
 
 
+def _is_main_guard(node: ast.AST) -> bool:
+    """``if __name__ == "__main__":``"""
+    test = getattr(node, "test", None)
+    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__" and len(test.comparators) == 1
+            and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value == "__main__")
+
+
+def _import_nodes(tree: ast.AST) -> list[ast.AST]:
+    """The import statements anywhere in ``tree`` except under a ``__main__`` guard."""
+    found, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        todo += [child for child in ast.iter_child_nodes(node) if not _is_main_guard(child)]
+    return found
+
+
 def _imports(module: str) -> tuple[set[str], set[str]]:
     """(our modules, third-party top-level packages) that ``module`` imports anywhere in its body."""
     path = SOURCES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     ours: set[str] = set()
     theirs: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -157,3 +178,15 @@ def test_methods_never_import_each_other_nor_the_runtime():
 def test_every_module_says_what_it_is_for():
     missing = [m for m, path in SOURCES.items() if not ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))]
     assert not missing, f"modules without a docstring: {missing}"
+
+
+def test_main_guards_only_hand_over_to_the_command_line():
+    """What a ``__main__`` block may import (it is not checked with the layers): the command line, nothing else of
+    ours, so the work itself stays in modules the layer rules see."""
+    wrong = []
+    for module, path in SOURCES.items():
+        for guard in [n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if _is_main_guard(n)]:
+            names = [node.module or "" for node in ast.walk(guard) if isinstance(node, ast.ImportFrom)]
+            wrong += [f"{module}: {name}" for name in names
+                      if name.startswith("mtp_bench") and name.split(".")[:2] != ["mtp_bench", "cli"]]
+    assert not wrong, "\n".join(wrong)

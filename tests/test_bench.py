@@ -13,8 +13,8 @@ import torch
 
 from mtp_bench import cli, registry
 from mtp_bench.bench import report
-from mtp_bench.bench.cli import DEFAULT_PARTS, parse_parts
 from mtp_bench.bench.context import RunContext
+from mtp_bench.bench.parts import DEFAULT_PARTS, parse_parts
 from mtp_bench.bench.sizes import QUICK
 from mtp_bench.bench.timing import Spread, spread
 from mtp_bench.data.tasks import DataError

@@ -12,6 +12,7 @@ import pytest
 
 from conftest import REPO
 from mtp_bench import cli, registry
+from mtp_bench.cli import validate
 from mtp_bench.errors import BadInput, DataError, PluginError, RunFailed, SuiteError, UsageError
 
 HEAVY = ("torch", "mlflow", "ray", "scipy", "transformers", "matplotlib")
@@ -104,19 +105,19 @@ def test_plugin_without_a_light_entry_still_validates(monkeypatch: pytest.Monkey
     (RunFailed("2 of 4 trials failed"), 1, ["mtp-bench: error: 2 of 4 trials failed"]),
 ])
 def test_main_alone_maps_typed_errors_to_messages_and_exit_codes(monkeypatch, capsys, error, code, shown) -> None:
-    def raising(args):
+    def raising(args, **kwargs):
         raise error
 
-    monkeypatch.setattr(cli, "cmd_validate", raising)
+    monkeypatch.setattr(validate, "load_trials", raising)
     assert cli.main(["validate", "s.yaml"]) == code
     assert capsys.readouterr().err.strip().splitlines() == shown
 
 
 def test_interrupt_exits_130(monkeypatch, capsys) -> None:
-    def interrupted(args):
+    def interrupted(args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_validate", interrupted)
+    monkeypatch.setattr(validate, "load_trials", interrupted)
     assert cli.main(["validate", "s.yaml"]) == 130
     assert "interrupted" in capsys.readouterr().err
 

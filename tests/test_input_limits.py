@@ -158,6 +158,8 @@ def test_output_naming_a_file_where_a_folder_is_wanted(suite_file, tmp_path, cap
             "--output taken.md: an existing file, not a folder")
     refused(["compare", str(suite_file), "--output", "taken.md/inside"], capsys, tmp_path,
             "taken.md is a file, so nothing can be written under it")
+    refused(["run", str(suite_file), "--no-ray", "--output", "taken.md"], capsys, tmp_path,
+            "--output taken.md: an existing file, not a folder")  # before anything trains
     (tmp_path / "folder").mkdir()
     refused(["steps", str(suite_file), "--output", "folder"], capsys, tmp_path,
             "--output folder: an existing folder; name the file to write")

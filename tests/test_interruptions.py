@@ -108,12 +108,12 @@ def test_ctrl_c_records_killed_and_resume_starts_a_clean_record(suite_file, tmp_
 
 
 def test_ctrl_c_in_compare_says_what_compare_did(monkeypatch, capsys) -> None:
-    import mtp_bench.analysis.commands as commands
+    import mtp_bench.cli.compare as compare
 
-    def interrupted(args):
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(commands, "compare", interrupted)
+    monkeypatch.setattr(compare, "check_output", interrupted)
     assert cli.main(["compare", "--experiment", "x"]) == EXIT_INTERRUPTED
     err = capsys.readouterr().err
     assert "compare interrupted; the store was only read" in err and "--resume" not in err

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mtp_bench import cli
+from mtp_bench.cli.entry import run_script
 from mtp_bench.data.make_math_twin import SOURCES, boxed_solution, main, make_twin
 from mtp_bench.data.math500 import MATH500, MATH500Params, last_boxed
 from mtp_bench.data.openmathinstruct2 import OpenMathInstruct2, OpenMathInstruct2Params
@@ -95,7 +96,7 @@ def test_a_missing_source_file_is_a_data_error_naming_it(tmp_path: Path, capsys)
     (folder / "train.jsonl").write_text(json.dumps({"question": "q", "answer": "a\n#### 1"}) + "\n")
     with pytest.raises(DataError, match=rf"{folder / 'test.jsonl'}: no such file; make_math_twin reads GSM8K"):
         make_twin(tmp_path / "out", gsm8k=folder)
-    assert main([str(tmp_path / "out"), "--gsm8k", str(tmp_path / "nowhere")]) == 2
+    assert run_script("make_math_twin", main, [str(tmp_path / "out"), "--gsm8k", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("make_math_twin: error: ") and f"{tmp_path / 'nowhere' / 'train.jsonl'}: no such file" in err
     assert not (tmp_path / "out").exists()  # nothing half-written

@@ -1,8 +1,8 @@
 """A committed result reproduces: ``mtp-bench run`` writes ``provenance.yaml`` beside its comparison, and
-``python -m mtp_bench.analysis.reproduce`` re-runs one seed of one method from it and finds the same value (CPU runs
-are deterministic); a tampered committed value fails with exit 1. Before re-running, it names the commit and the
-environment it runs and compares them with the provenance's: another commit is refused without
-``--allow-other-commit``, another environment is a warning."""
+``mtp-bench reproduce`` (also ``python -m mtp_bench.analysis.reproduce``) re-runs one seed of one method from it and
+finds the same value (CPU runs are deterministic); a tampered committed value fails with exit 1. Before re-running,
+it names the commit and the environment it runs and compares them with the provenance's: another commit is refused
+without ``--allow-other-commit``, another environment is a warning."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ from mtp_bench.analysis import reproduce
 from mtp_bench.tracking.provenance import environment
 
 HEAD, OTHER = "a" * 40, "b" * 40
+
+
+def reproduce_cli(args: list[str]) -> int:
+    return cli.main(["reproduce", *args])
 
 
 @pytest.fixture
@@ -54,7 +58,7 @@ def _provenance(folder: Path, **changes) -> None:
 def test_the_commit_and_environment_are_printed_and_differences_warned(committed: Path, tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture) -> None:
     workdir = tmp_path / "rerun"
-    assert reproduce.main([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(workdir)]) == 0
+    assert reproduce_cli([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(workdir)]) == 0
     out, err = capsys.readouterr()
     assert (workdir / "ran").is_file()
     assert f"code: commit {HEAD}" in out and f"ntp seed 0 ran at commit {HEAD[:10]}" in out
@@ -71,13 +75,13 @@ def test_another_commit_is_refused_unless_allowed(committed: Path, tmp_path: Pat
                                                   capsys: pytest.CaptureFixture) -> None:
     _provenance(committed, commits=[OTHER], trials_by_commit={HEAD: {"ntp": [1]}, OTHER: {"ntp": [0]}})
     workdir = tmp_path / "rerun"
-    assert reproduce.main([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(workdir)]) == 2
+    assert reproduce_cli([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(workdir)]) == 2
     err = capsys.readouterr().err
     assert f"this checkout is commit {HEAD[:10]}, the provenance names {OTHER[:10]} for ntp seed 0" in err
     assert "--allow-other-commit" in err and not (workdir / "ran").exists()  # nothing ran
 
     args = [str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(workdir), "--allow-other-commit"]
-    assert reproduce.main(args) == 0
+    assert reproduce_cli(args) == 0
     assert f"warning: running commit {HEAD[:10]}, not {OTHER[:10]}" in capsys.readouterr().err
     assert (workdir / "ran").is_file()
 
@@ -89,12 +93,12 @@ def test_older_provenance_files_still_reproduce_with_warnings(committed: Path, t
     del record["trials_by_commit"], record["environment"]
     (committed / "provenance.yaml").write_text(yaml.safe_dump({**record, "commits": [OTHER, HEAD]}))
     assert reproduce.recorded_commit(record | {"commits": [OTHER, HEAD]}, "ntp", 0) == (None, [OTHER, HEAD])
-    assert reproduce.main([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(tmp_path / "r")]) == 0
+    assert reproduce_cli([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(tmp_path / "r")]) == 0
     out, err = capsys.readouterr()
     assert f"ran at commit {OTHER[:10]} or {HEAD[:10]}" in out
     assert "records no environment" in err and "environment differs" not in err
     _provenance(committed, commits=[])
-    assert reproduce.main([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(tmp_path / "r")]) == 0
+    assert reproduce_cli([str(committed), "--method", "ntp", "--seed", "0", "--workdir", str(tmp_path / "r")]) == 0
     assert "names no commit" in capsys.readouterr().err
 
 
@@ -126,7 +130,7 @@ def test_one_seed_of_a_run_reproduces_and_a_changed_value_does_not(tmp_path: Pat
 
     capsys.readouterr()
     workdir = tmp_path / "rerun"
-    assert reproduce.main([str(folder), "--method", "mutor", "--seed", "1", "--workdir", str(workdir)]) == 0
+    assert reproduce_cli([str(folder), "--method", "mutor", "--seed", "1", "--workdir", str(workdir)]) == 0
     captured = capsys.readouterr()
     assert "mutor seed 1 reproduces" in captured.out
     assert f"code: commit {HEAD}" in captured.out and "environment: cpu " in captured.out
@@ -138,4 +142,4 @@ def test_one_seed_of_a_run_reproduces_and_a_changed_value_does_not(tmp_path: Pat
     record["values"]["mutor"]["1"]["last"] += 0.25
     with pytest.raises(reproduce.RunFailed, match="DIFFERENT"):
         reproduce.check(record, "mutor", 1, f"sqlite:///{workdir / 'mlflow.db'}", trial_id, 0.0)
-    assert reproduce.main([str(folder), "--method", "medusa", "--seed", "0"]) == 2  # not in the suite
+    assert reproduce_cli([str(folder), "--method", "medusa", "--seed", "0"]) == 2  # not in the suite

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mtp_bench import cli
+from mtp_bench.cli.entry import run_script
 from mtp_bench.data.make_samsum_twin import NAMES, main, make_twin
 from mtp_bench.data.samsum import SAMSum, SAMSumParams
 from mtp_bench.data.tasks import DataError
@@ -114,9 +115,10 @@ def test_a_malformed_source_line_names_file_and_line(dialogsum: Path, tmp_path: 
         (folder / "dialogsum.dev.jsonl").write_text("\n".join([*dev[:2], line]) + "\n")
         with pytest.raises(DataError, match=re.escape(str(folder / "dialogsum.dev.jsonl")) + message):
             make_twin(tmp_path / "out", source=folder)
-    assert main(["--out", str(tmp_path / "out"), "--source", str(folder)]) == 2
+    assert run_script("make_samsum_twin", main, ["--out", str(tmp_path / "out"), "--source", str(folder)]) == 2
     assert capsys.readouterr().err.startswith(f"make_samsum_twin: error: {folder / 'dialogsum.dev.jsonl'}:3: ")
-    assert main(["--out", str(tmp_path / "out"), "--source", str(tmp_path / "nowhere")]) == 2
+    nowhere = ["--out", str(tmp_path / "out"), "--source", str(tmp_path / "nowhere")]
+    assert run_script("make_samsum_twin", main, nowhere) == 2
     assert "dialogsum.dev.jsonl: no such file; make_samsum_twin reads DialogSum" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing half-written
 
@@ -130,7 +132,7 @@ def test_generated_chats_need_no_data(tmp_path: Path, capsys) -> None:
     for record in task.records("train"):
         speakers = {line.split(": ", 1)[0] for line in record["dialogue"].split("\n")}
         assert len(speakers) == 2 and speakers <= set(NAMES) and all(s in record["summary"] for s in speakers)
-    assert main(["--out", str(tmp_path / "c"), "--generated", "--train", "4"]) == 2
+    assert run_script("make_samsum_twin", main, ["--out", str(tmp_path / "c"), "--generated", "--train", "4"]) == 2
     assert "--generated needs --train, --validation and --test" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # sizes mean nothing for DialogSum, which is written whole
         main(["--out", str(tmp_path / "c"), "--train", "4"])

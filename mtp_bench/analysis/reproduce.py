@@ -1,7 +1,8 @@
 """Does a committed result reproduce? Re-run one seed of one method of a results folder and compare its value with
 the committed one.
 
-    python -m mtp_bench.analysis.reproduce results/quickstart --method ntp --seed 0
+    mtp-bench reproduce results/quickstart --method ntp --seed 0
+    python -m mtp_bench.analysis.reproduce results/quickstart --method ntp --seed 0    # the same
 
 The folder's ``provenance.yaml`` (written by ``mtp-bench compare``/``run``) names the suite, its overrides, the
 headline metric and every committed per-seed value. The trial is run again through the public command line —
@@ -16,39 +17,32 @@ with what the provenance recorded for that trial: another commit is refused (exi
 ``--allow-other-commit`` is given; environment differences are warnings (the same code can give other numbers on
 another CPU or library build). After the re-run, the environment the re-run trial recorded (its threads too) is
 compared the same way.
+
+This module holds the steps; :mod:`mtp_bench.cli.reproduce` reads the command line and runs them in order.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mtp_bench.cpu_kernels import pin as pin_cpu_kernels
-from mtp_bench.errors import BadInput, MtpBenchError, RunFailed
+from mtp_bench.errors import BadInput, OtherCommit, RunFailed
 from mtp_bench.tracking.provenance import (
     SOURCE,
-    describe,
-    environment,
     environment_differences,
     environment_from_tags,
     git_commit,
 )
 
 PROVENANCE = "provenance.yaml"
-_THREADS = ("torch_threads", "torch_interop_threads")  # set by the re-run's own process: compared after it
-
-
-class OtherCommit(BadInput):
-    """The checkout is not the commit the provenance names for the trial (exit 2 unless allowed)."""
+THREAD_KEYS = ("torch_threads", "torch_interop_threads")  # set by the re-run's own process: compared after it
 
 
 def recorded_commit(record: dict[str, Any], method: str, seed: int) -> tuple[str | None, list[str]]:
@@ -196,52 +190,7 @@ def rerun_environment(record: dict[str, Any], uri: str, trial_id: str) -> dict[s
     return environment_from_tags(runs[0].tags) if runs else None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtp_bench.analysis.reproduce", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path, help="a results folder with provenance.yaml, e.g. results/quickstart")
-    parser.add_argument("--method", required=True, help="method label, e.g. ntp")
-    parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--tolerance", type=float, default=0.0, help="allowed absolute difference (default 0)")
-    parser.add_argument("--workdir", type=Path, help="where the re-run's store goes (default: a temporary folder)")
-    parser.add_argument("--allow-other-commit", action="store_true",
-                        help="re-run even when the checkout is not the commit the provenance names")
-    args = parser.parse_args(argv)
-    pin_cpu_kernels()  # as `mtp-bench` does before torch loads: the environment shown is the one the re-run gets
-    try:
-        record = load_provenance(args.folder)
-        overrides, trial_id = narrowed_overrides(record, args.method, args.seed)
-        head, dirty = checkout()
-        here, recorded = environment(), recorded_environment(record, args.method, args.seed)
-        _say([f"code: commit {head or 'unknown (not a git checkout)'}{' with local changes' if dirty else ''} "
-              f"({SOURCE})", *(f"environment: {line}" for line in describe(here))])
-        _say(check_commit(record, args.method, args.seed, args.allow_other_commit, head, dirty))
-        warned = environment_warnings(recorded, here, ("platform", *_THREADS))
-        _say(warned)
-        with tempfile.TemporaryDirectory(prefix="mtp-bench-reproduce-") as scratch:
-            folder = args.workdir or Path(scratch)
-            folder.mkdir(parents=True, exist_ok=True)
-            uri = rerun(record, overrides, folder.resolve())
-            ran = rerun_environment(record, uri, trial_id)
-            if ran is not None and recorded is not None:  # what the trial ran with, its threads too
-                _say([line for line in environment_warnings(recorded, ran) if line not in warned])
-            lines = check(record, args.method, args.seed, uri, trial_id, args.tolerance)
-    except MtpBenchError as exc:
-        for line in exc.lines():
-            print(f"reproduce: {line}", file=sys.stderr)
-        return exc.exit_code
-    print("\n".join([*lines, f"{args.method} seed {args.seed} reproduces {args.folder}"]))
-    return 0
+if __name__ == "__main__":  # `python -m mtp_bench.analysis.reproduce ...` is `mtp-bench reproduce ...`
+    from mtp_bench.cli import main
 
-
-def _say(lines: list[str]) -> None:
-    """Information on stdout, warnings on stderr (each as it comes: the re-run's own output follows)."""
-    for line in lines:
-        if line.startswith("warning:"):
-            print(f"reproduce: {line}", file=sys.stderr, flush=True)
-        else:
-            print(line, flush=True)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["reproduce", *sys.argv[1:]]))

@@ -235,5 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # errors are printed by the command line's entry point, as mtp-bench's are
+    from mtp_bench.cli.entry import run_script
+
+    raise SystemExit(run_script("makespan", main))

@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
-
-from mtp_bench.errors import MtpBenchError
 
 
 def evaluate(suite_path: str, overrides: list[str], output: Path) -> dict[str, Any]:
@@ -88,17 +85,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, as for mtp-bench run")
     parser.add_argument("--output", type=Path, required=True, help="folder for zero_shot.json and the predictions")
     args = parser.parse_args(argv)
-    try:
-        summary = evaluate(args.suite, args.overrides, args.output)
-    except MtpBenchError as exc:
-        for line in exc.lines():
-            print(f"zero_shot: error: {line}", file=sys.stderr)
-        return exc.exit_code
+    summary = evaluate(args.suite, args.overrides, args.output)
     for name, value in sorted(summary["metrics"].items()):
         print(f"{name}: {value:.4g}")
     print(f"seconds: {summary['seconds']}; wrote {args.output / 'zero_shot.json'}")
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # errors are printed by the command line's entry point, as mtp-bench's are
+    from mtp_bench.cli.entry import run_script
+
+    raise SystemExit(run_script("zero_shot", main))

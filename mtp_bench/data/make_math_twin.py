@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import re
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -140,16 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     gsm8k = None if args.word_problems else Path(args.gsm8k or os.environ.get("MTP_BENCH_GSM8K_DIR") or DEFAULT_GSM8K)
-    try:
-        counts = make_twin(Path(args.out), gsm8k=gsm8k, n_train=args.train, n_test=args.test, seed=args.seed)
-    except DataError as exc:
-        print(f"make_math_twin: error: {exc}", file=sys.stderr)
-        return 2
+    counts = make_twin(Path(args.out), gsm8k=gsm8k, n_train=args.train, n_test=args.test, seed=args.seed)
     origin = f"GSM8K at {gsm8k}" if gsm8k else "generated word problems"
     print(f"wrote {counts[TRAIN_FILE]} training rows ({Path(args.out) / TRAIN_FILE}) and {counts[TEST_FILE]} test rows "
           f"({Path(args.out) / TEST_FILE}) from {origin}")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # errors are printed by the command line's entry point, as mtp-bench's are
+    from mtp_bench.cli.entry import run_script
+
+    raise SystemExit(run_script("make_math_twin", main))

@@ -13,12 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mtp_bench.errors import BadInput
-
-
-class ImageScorerError(BadInput):
-    """A configured decoder or FID library is missing or answers wrongly."""
-
+from mtp_bench.errors import ImageScorerError
 
 MIN_SIDE = 64
 """Each sample in a grid is enlarged (nearest neighbour, by a whole factor) until its shorter side has this many

@@ -31,6 +31,7 @@ import yaml
 from torch import nn
 
 from mtp_bench.data.tasks import DataError
+from mtp_bench.errors import LmEvalError
 from mtp_bench.evaluation.lm_eval_local import LOCAL_DATA
 from mtp_bench.suite.models import LmEvalConfig
 
@@ -39,10 +40,6 @@ log = logging.getLogger(__name__)
 TASK_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
 DATA_DIR_ENV = LOCAL_DATA["gsm8k"].env  # the GSM8K tasks' folder; each data family has its own variable
 _ILLEGAL = re.compile(r"[^A-Za-z0-9_\-. ]")  # MLflow's metric-name alphabet, less "/" (our separator)
-
-
-class LmEvalError(ValueError):
-    """An lm-eval task that cannot run as configured; the message names it and says what to change."""
 
 
 @dataclass

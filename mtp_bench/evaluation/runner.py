@@ -20,6 +20,7 @@ from torch import nn
 
 from mtp_bench import registry
 from mtp_bench.data.tasks import Example
+from mtp_bench.errors import SelectionError
 from mtp_bench.evaluation.scorer import EvalContext
 from mtp_bench.method.batches import TokenBatch
 from mtp_bench.models.device import autocast
@@ -114,10 +115,6 @@ SELECTION_LABEL = {
     "best_on_test": "best on the TEST split (paper protocol; optimistic)",
     "last": "last checkpoint",
 }
-
-
-class SelectionError(ValueError):
-    """The selection metric is not among the metrics the evaluation produces."""
 
 
 @dataclass(frozen=True)

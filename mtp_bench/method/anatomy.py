@@ -22,15 +22,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtp_bench.errors import UnsupportedModelError
 from mtp_bench.method.masks import model_attention_mask, narrow_to_window
 
 _LAYER_LISTS = ("layers", "h", "blocks", "layer")
 _FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "norm_f")
 CACHE_NAMES = ("cache", "past_key_values", "past_key_value", "layer_past")
-
-
-class UnsupportedModelError(TypeError):
-    """The model's layout is not one this module can take apart; the message names the missing piece."""
 
 
 @dataclass(frozen=True)

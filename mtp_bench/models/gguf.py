@@ -22,16 +22,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mtp_bench.errors import BadInput, GgufError, UsageError
 from mtp_bench.models.cache import cache_root
 from mtp_bench.suite.models import ModelConfig
 from mtp_bench.suite.presets import PACKAGED
 
 FORMAT = 1  # of the converted folder; raise it when the conversion changes, so old folders are not reused
 STAMP = "mtp_bench_gguf.json"  # written last into a converted folder: what it was converted from, and how
-
-
-class GgufError(ValueError):
-    """A GGUF source that cannot be used, in one line meant for the user (the caller adds the key path)."""
 
 
 # ------------------------------------------------------------------------------------------------ where ----
@@ -238,18 +235,18 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m mtp_bench.models.gguf PRESET|FILE.gguf", file=sys.stderr)
-        return 2
+        raise UsageError("usage: python -m mtp_bench.models.gguf PRESET|FILE.gguf")
     cfg = ModelConfig(preset=args[0]) if args[0] in PACKAGED else ModelConfig(pretrained=args[0])
     start = time.perf_counter()
     try:
         folder = model_folder(cfg)
     except GgufError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise BadInput(str(exc)) from None
     print(f"{args[0]}: {folder} ({time.perf_counter() - start:.1f} s)")
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # errors are printed by the command line's entry point, as mtp-bench's are
+    from mtp_bench.cli.entry import run_script
+
+    raise SystemExit(run_script("gguf", main))

@@ -7,14 +7,13 @@ Schedulers know nothing about methods or metrics: they place trials and collect 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import signal
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mtp_bench.scheduler.checks import RayStartError, SchedulingError
+from mtp_bench.errors import RayStartError, SchedulingError
 from mtp_bench.scheduler.reports import FAILED, FINISHED, SKIPPED, TrialReport
 from mtp_bench.suite.models import SuiteConfig, TrialConfig
 
@@ -28,10 +27,6 @@ class SuiteRun:
     reports: list[TrialReport]
     lock_retries: int = 0  # store writes retried because SQLite was locked, driver and trials together
     closed_stale: list[str] | None = None  # parent runs of killed invocations that --resume closed as KILLED
-
-
-def ray_available() -> bool:
-    return importlib.util.find_spec("mtp_bench.scheduler.ray_scheduler") is not None
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -69,7 +64,8 @@ def _stopped(exc: BaseException, tracker: Any, parent_id: str | None, uri: str) 
     failed (a full disk) becomes one :class:`StoreWriteError` naming the runs left RUNNING; anything else goes on as
     it is, the parent KILLED."""
     from mtp_bench import tracking
-    from mtp_bench.tracking.health import StoreWriteError, describe_store_error, is_store_failure
+    from mtp_bench.errors import StoreWriteError
+    from mtp_bench.tracking.health import describe_store_error, is_store_failure
 
     closed = parent_id is None
     if parent_id is not None and tracker is not None:
@@ -104,11 +100,11 @@ def run_suite(
 ) -> SuiteRun:
     """Run every trial under one parent run (a new one per invocation) and return their reports. The stores are
     checked first (:func:`~mtp_bench.tracking.health.check_store`: a store that cannot be written raises
-    :class:`~mtp_bench.tracking.health.StoreError` before anything starts); then Ray is started and the grid
+    :class:`~mtp_bench.errors.StoreError` before anything starts); then Ray is started and the grid
     checked against it: a grid that cannot start raises :class:`SchedulingError` and leaves no run behind. With
     ``resume``, a still running invocation of the suite is refused and parents of killed earlier invocations are
     closed as KILLED. SIGTERM stops it as Ctrl-C does (:func:`sigterm_as_interrupt`), from Ray's start on. A store
-    that fails mid-run (a full disk) raises :class:`~mtp_bench.tracking.health.StoreWriteError` saying which runs
+    that fails mid-run (a full disk) raises :class:`~mtp_bench.errors.StoreWriteError` saying which runs
     could not be closed."""
     from mtp_bench import tracking
     from mtp_bench.scheduler.invocation import (

@@ -9,21 +9,11 @@ import math
 from collections import Counter
 from typing import Any
 
-from mtp_bench.errors import BadInput, MtpBenchError
+from mtp_bench.errors import SchedulingError
 from mtp_bench.suite.models import TrialConfig
 
 _LOCAL_STORES = {"", "file", "sqlite"}  # tracking URI schemes only processes on this machine can write to
 _HINT = "; lower the request, or join a cluster that has it (--address / RAY_ADDRESS)"
-
-
-class SchedulingError(BadInput, ValueError):
-    """A grid that cannot run where it was sent (resources no node has, a tracking store other machines cannot
-    reach). Raised before any trial starts; the message is meant for the user as it is."""
-
-
-class RayStartError(MtpBenchError):
-    """Ray could not be started here or joined at the given address (for example a local Ray that did not come up
-    in time on a loaded machine). Raised before any trial starts; exit code 1 (the suite itself may be fine)."""
 
 
 # ------------------------------------------------------------------- before a grid starts: can it ever run? ----

@@ -16,16 +16,11 @@ import socket
 from typing import Any
 
 from mtp_bench import tracking
-from mtp_bench.errors import BadInput
+from mtp_bench.errors import InvocationRunning
 from mtp_bench.suite.models import SuiteConfig
 from mtp_bench.tracking import tags as T
 
 _SAME_START_S = 1.0  # a process's start time as recorded and as read again agree to well within this
-
-
-class InvocationRunning(BadInput):
-    """``--resume`` while an invocation of the same suite still runs: it would train that one's trials a second time
-    into the same runs. Nothing is written."""
 
 
 def process_started(pid: int) -> float | None:

@@ -26,12 +26,8 @@ import threading
 from typing import Any
 
 from mtp_bench.cpu_kernels import pinned_environment
-from mtp_bench.scheduler.checks import (
-    RayStartError,
-    SchedulingError,
-    check_resources,
-    check_tracking,
-)
+from mtp_bench.errors import RayStartError, SchedulingError
+from mtp_bench.scheduler.checks import check_resources, check_tracking
 from mtp_bench.scheduler.live import GridView, progress_log
 from mtp_bench.scheduler.pool import WorkerPool, run_pool
 from mtp_bench.scheduler.reports import TrialReport

@@ -23,7 +23,7 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
-from mtp_bench.errors import BadInput, RunFailed
+from mtp_bench.errors import StoreError
 
 SQLITE = "sqlite:///"
 LOCK_WAIT_S = 5.0
@@ -38,16 +38,6 @@ QUICK_CHECK_MAX_BYTES = 512 * 1024**2
 (damage met later is still one line: :func:`describe_store_error`)."""
 
 MLFLOW_TABLES = frozenset({"experiments", "runs", "alembic_version"})
-
-
-class StoreError(BadInput, ValueError):
-    """A store that cannot be used as asked (missing, not MLflow's, damaged, read-only, locked, another MLflow's
-    schema, a deleted experiment, a server that does not answer); the message is meant for the user as it is."""
-
-
-class StoreWriteError(RunFailed):
-    """The store failed mid-run (disk full, read-only, locked for good): what was recorded and what was left open,
-    and how to close it (``--resume``)."""
 
 
 def sqlite_file(uri: str) -> Path | None:

@@ -15,8 +15,8 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from mtp_bench.errors import StoreError
 from mtp_bench.tracking import tags as T
-from mtp_bench.tracking.health import StoreError
 from mtp_bench.tracking.naming import metric_name
 from mtp_bench.tracking.provenance import SOURCE, git_commit
 from mtp_bench.tracking.retry import creating, retrying, sqlite_path, write_ahead_log

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mtp_bench.errors import StoreError
 from mtp_bench.tracking import KIND_TRIAL, TAG_CELL, TAG_KIND, TAG_METHOD, TAG_SEED, TAG_SUITE, TAG_TRIAL_ID
-from mtp_bench.tracking.health import StoreError, check_store
+from mtp_bench.tracking.health import check_store
 
 __all__ = ["DEFAULT_STORE", "Store", "StoreError", "TrialRun", "absolute_store", "default_store"]
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from mtp_bench.errors import NonFiniteLossError
 from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
 from mtp_bench.method.protocol import Method
 from mtp_bench.models.device import autocast
@@ -27,10 +28,6 @@ from mtp_bench.train.budget import budget_positions, steps_for_budget
 from mtp_bench.train.normalise import TOKEN, split_sequences, step_denominators, unit_divisors
 from mtp_bench.train.optim import build_optimizer, build_scheduler
 from mtp_bench.train.sharding import local_optimizer_state, scalar, whole_optimizer_state
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss."""
 
 
 class TrainModule(nn.Module):

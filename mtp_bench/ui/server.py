@@ -20,19 +20,11 @@ from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
-from mtp_bench.errors import BadInput, RunFailed
+from mtp_bench.errors import ServerError, UIError
 
 _SQLITE = "sqlite:///"
 # Never send loopback requests through an HTTP proxy from the environment.
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class UIError(BadInput):
-    """Bad input (missing store, busy port): one line, exit code 2."""
-
-
-class ServerError(RunFailed):
-    """The MLflow server died or never answered."""
 
 
 # ---------------------------------------------------------------------------------------------------- store ----

@@ -16,7 +16,8 @@ Parts (``--parts``, comma-separated; :data:`mtp_bench.bench.PARTS` in report ord
   whole as a fresh process (goal <= 5 minutes on an idle 2-core machine).
 
 ``--quick`` runs tiny sizes (the smoke test). Sections of parts not run are kept in an existing output file. The
-command line (:mod:`mtp_bench.cli`) is the only entry point: it turns a bad ``--parts`` into a one-line error.
+command line (:mod:`mtp_bench.cli.bench`) reads the options and calls :func:`measure`; this module names the parts,
+checks ``--parts`` and runs them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import argparse
 import importlib
 import shlex
 from pathlib import Path
+from typing import Any
 
 from mtp_bench.bench import PARTS
 from mtp_bench.errors import UsageError
@@ -34,20 +36,6 @@ DEFAULT_PARTS = tuple(part for part in PARTS if part not in OPT_IN)
 DEFAULT_OUT = Path("results/benchmarks.md")
 MODULES = {"overhead": "overhead", "methods": "method_cost", "eval": "eval_speed", "speculative": "speculative_cost",
            "makespan": "makespan", "frontdoor": "frontdoor", "quickstart": "quickstart"}
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--parts", default=",".join(DEFAULT_PARTS),
-                        help=f"comma-separated parts among {', '.join(PARTS)} (default: {','.join(DEFAULT_PARTS)})")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of every code path")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"markdown report (default {DEFAULT_OUT})")
-    parser.add_argument("--model", default=None,
-                        help="model of the parts that train or decode (not makespan's): a preset (mtp-bench presets), "
-                        "hub id or local directory (default tiny-llama; --quick: micro-llama)")
-    parser.add_argument("--device", default="auto", help="auto (a GPU when visible), cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default 1, what a Ray trial with cpus_per_trial 1 gets: on a "
-                        "shared machine more threads than free cores make every step several times slower)")
 
 
 def parse_parts(text: str) -> list[str]:
@@ -72,22 +60,15 @@ def command_line(args: argparse.Namespace, parts: list[str], threads: int) -> st
     return " ".join(shlex.quote(word) for word in words)
 
 
-def main(args: argparse.Namespace) -> int:
-    parts = parse_parts(args.parts)  # before the heavy imports: a typo is answered at once (mtp_bench.cli: exit 2)
-    threads = 1 if args.threads is None else args.threads
-    if threads < 1:
-        raise UsageError("--threads must be at least 1")
-
+def measure(parts: list[str], settings: Any, out: Path) -> None:
+    """Run ``parts`` in order under ``settings`` (a :class:`~mtp_bench.bench.context.Settings`), showing each section
+    and rewriting ``out`` after every part: an interrupted run keeps what it measured."""
     import torch  # here, not at the top: `mtp-bench --help` imports this module
 
     from mtp_bench.bench import report
-    from mtp_bench.bench.context import Settings
-    from mtp_bench.bench.sizes import sizes_for
 
-    settings = Settings(sizes=sizes_for(args.quick, args.model), device=args.device, threads=threads,
-                        command=command_line(args, parts, threads))
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(settings.threads)
     try:
         sections = []
         for part in parts:
@@ -96,9 +77,6 @@ def main(args: argparse.Namespace) -> int:
             section = module.run(settings)
             report.show(section)
             sections.append(section)
-            report.write(args.out, sections)  # after every part: an interrupted run keeps what it measured
+            report.write(out, sections)
     finally:
         torch.set_num_threads(previous)
-    print(f"mtp-bench bench: wrote {args.out}")
-    return 0
-
