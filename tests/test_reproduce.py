@@ -143,3 +143,18 @@ def test_one_seed_of_a_run_reproduces_and_a_changed_value_does_not(tmp_path: Pat
     with pytest.raises(reproduce.RunFailed, match="DIFFERENT"):
         reproduce.check(record, "mutor", 1, f"sqlite:///{workdir / 'mlflow.db'}", trial_id, 0.0)
     assert reproduce_cli([str(folder), "--method", "medusa", "--seed", "0"]) == 2  # not in the suite
+
+
+def test_a_run_that_overrode_methods_and_seeds_narrows_to_one_trial_of_its_grid():
+    """results/arithmetic_repro was made with `methods=[...]` on the command line: the narrowing replaces that override
+    (a key may be given once) and still finds the very trial of the committed grid."""
+    from mtp_bench.suite import expand_grid, load_suite
+
+    record = {"suite": "suites/quickstart.yaml",
+              "overrides": ["name=narrowing", "methods=[{name: ntp}, {name: mutor, params: {a: 0.5}}]",
+                            "grid.seeds=[0, 1, 2]", "baseline=ntp"]}
+    overrides, trial_id = reproduce.narrowed_overrides(record, "mutor", 2)
+    assert sum(o.startswith("methods=") for o in overrides) == 1 and "grid.seeds=[2]" in overrides
+    committed = {(t.method.display_name, t.seed): t.trial_id
+                 for t in expand_grid(load_suite(record["suite"], record["overrides"]))}
+    assert trial_id == committed[("mutor", 2)]

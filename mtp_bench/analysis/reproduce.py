@@ -127,7 +127,9 @@ def narrowed_overrides(record: dict[str, Any], method: str, seed: int) -> tuple[
                        f"(methods: {', '.join(m.display_name for m in suite.methods)})")
     committed = {(t.method.display_name, t.seed, json.dumps(t.cell, sort_keys=True)): t.trial_id
                  for t in expand_grid(suite)}
-    narrowed = [*overrides, f"grid.seeds=[{seed}]",
+    # The narrowing replaces the run's own overrides of these keys (a key may be given once).
+    replaced = ("grid.seeds=", "methods=", "baseline=")
+    narrowed = [*(o for o in overrides if not o.startswith(replaced)), f"grid.seeds=[{seed}]",
                 "methods=" + json.dumps([entry.model_dump(mode="json", exclude_defaults=True)]),
                 f"baseline={method}"]
     trials = expand_grid(load_suite(record["suite"], narrowed))
