@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtp_bench.method.anatomy import as_input_embedding
-from mtp_bench.method.batches import IGNORE_INDEX
-from mtp_bench.method.masks import allowed_attention, narrow_to_window, sliding_window, windowed_masks
-from mtp_bench.method.targets import shifted_targets
+from mtp_bench.api.anatomy import as_input_embedding
+from mtp_bench.api.batches import IGNORE_INDEX
+from mtp_bench.api.masks import allowed_attention, narrow_to_window, sliding_window, windowed_masks
+from mtp_bench.api.targets import shifted_targets
 
 
 @dataclass
@@ -89,19 +89,6 @@ def compact_registers(
     register_targets = torch.where(valid, targets.gather(1, anchors), IGNORE_INDEX)
     layout = RegisterLayout(anchors=anchors, offsets=offsets.gather(1, anchors), valid=valid)
     return layout, register_targets
-
-
-def trailing_registers(attention_mask: Tensor, offsets: list[int]) -> RegisterLayout:
-    """Registers after the last real token of each right-padded row, one per offset (e.g. ``[2, 3, 4]`` to draft
-    x_{t+2..t+4} beside the model's own next-token prediction): the inputs a register-based drafter needs."""
-    bsz = attention_mask.size(0)
-    last = (attention_mask.sum(1) - 1).clamp(min=0)
-    device = attention_mask.device
-    return RegisterLayout(
-        anchors=last[:, None].expand(bsz, len(offsets)),
-        offsets=torch.tensor(offsets, dtype=torch.long, device=device)[None, :].expand(bsz, len(offsets)),
-        valid=torch.ones(bsz, len(offsets), dtype=torch.bool, device=device),
-    )
 
 
 @dataclass

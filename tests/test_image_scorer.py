@@ -17,16 +17,16 @@ from mtp_bench.data.image_codes import ImageCodes
 from mtp_bench.data.image_patterns import ImagePatterns, ImagePatternsParams
 from mtp_bench.data.pipeline import build_splits
 from mtp_bench.evaluation import image_artifacts as art
+from mtp_bench.evaluation.context import ScoringContext
 from mtp_bench.evaluation.image_metrics import (
     class_consistency,
     classifier_score,
-    feature_frechet_distance,
     frechet_distance,
+    gaussian,
 )
 from mtp_bench.evaluation.image_scorer import ImageScorer
 from mtp_bench.evaluation.image_scorer_params import ImageScorerParams
 from mtp_bench.evaluation.runner import selection_metric
-from mtp_bench.evaluation.scorer import EvalContext
 from mtp_bench.models.tokenizer import trained_tokenizer
 from mtp_bench.suite.sections import EvalConfig
 
@@ -36,7 +36,7 @@ from mtp_bench.suite.sections import EvalConfig
 def test_frechet_distance_golden_numbers() -> None:
     rng = np.random.default_rng(0)
     features = rng.normal(size=(500, 4))
-    assert feature_frechet_distance(features, features) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(*gaussian(features), *gaussian(features)) == pytest.approx(0.0, abs=1e-8)
     # Gaussians in closed form: |mu1-mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^1/2)
     mu1, mu2 = np.zeros(2), np.array([3.0, 4.0])
     assert frechet_distance(mu1, np.eye(2), mu2, np.eye(2)) == pytest.approx(25.0)
@@ -44,10 +44,10 @@ def test_frechet_distance_golden_numbers() -> None:
     s1, s2 = np.diag([1.0, 9.0]), np.diag([4.0, 1.0])
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(25 + (1 - 2) ** 2 + (3 - 1) ** 2)
     shifted = features + np.array([1.0, 0.0, 0.0, 0.0])
-    assert feature_frechet_distance(features, shifted) == pytest.approx(1.0, abs=1e-8)
+    assert frechet_distance(*gaussian(features), *gaussian(shifted)) == pytest.approx(1.0, abs=1e-8)
     singular = np.zeros((10, 3))
     singular[:, 0] = np.arange(10)
-    assert np.isfinite(feature_frechet_distance(singular, singular + 1))
+    assert np.isfinite(frechet_distance(*gaussian(singular), *gaussian(singular + 1)))
 
 
 def test_classifier_score_and_consistency_golden_numbers() -> None:
@@ -76,7 +76,7 @@ def patterns_setup(tmp_path, monkeypatch):
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config).eval()
-    return task, splits, tokenizer, EvalContext(model=model, tokenizer=tokenizer, batch_size=8)
+    return task, splits, tokenizer, ScoringContext(model=model, tokenizer=tokenizer, batch_size=8)
 
 
 def test_scorer_samples_every_class_and_measures_it(patterns_setup) -> None:
@@ -111,7 +111,8 @@ def test_guidance_scale_one_needs_no_null_class(patterns_setup) -> None:
 
 
 def test_scorer_refuses_text_examples(patterns_setup) -> None:
-    from mtp_bench.data.tasks import DataError, Example
+    from mtp_bench.api.task import Example
+    from mtp_bench.errors import DataError
 
     _, _, _, context = patterns_setup
     with pytest.raises(DataError, match="image tasks only"):

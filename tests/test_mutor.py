@@ -13,10 +13,10 @@ from conftest import ARCHS, ATTNS, REPO, make_batch, make_model, random_pairs
 from mtp_bench.api import IGNORE_INDEX, MethodContext, allowed_attention, model_attention_mask, shifted_targets
 from mtp_bench.methods.mutor import MuToR, MuToRParams
 from mtp_bench.methods.mutor_layout import (
+    RegisterLayout,
     attention_with_registers,
     register_forward_inputs,
     select_registers,
-    trailing_registers,
 )
 from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
 from mtp_bench.suite.models import TrainConfig
@@ -36,7 +36,7 @@ def generator(seed: int = 0) -> torch.Generator:
 def objective(method, module: TrainModule, model_batch) -> torch.Tensor:
     """The loop's objective for one micro-batch: sum of weight x sum / count over the weighted terms."""
     output = method.loss(module.model, module.extra, model_batch)
-    return sum(w * output.sums[n] / max(float(model_batch.counts[n]), 1.0) for n, w in output.weights.items() if w)
+    return sum(w * output.sums[n] / max(float(model_batch.counts[n]), 1.0) for n, w in method.loss_weights().items() if w)
 
 
 # ----------------------------------------------------------------------------------------------- settings ----
@@ -272,7 +272,7 @@ def test_loss_terms_and_counts_add_up_and_the_register_learns():
     model_batch = method.transform(batch, generator(1))
     output = method.loss(model, extra, model_batch)
     counts, sums = model_batch.counts, output.sums
-    assert output.weights == pytest.approx({"loss/ntp": 0.7, "loss/reg": 0.3})
+    assert method.loss_weights() == pytest.approx({"loss/ntp": 0.7, "loss/reg": 0.3})
     horizons = [f"loss/h{d}" for d in range(1, 5)]
     assert sum(int(counts[h]) for h in horizons) == int(counts["loss/reg"]) > 0
     assert sum(sums[h] for h in horizons).item() == pytest.approx(sums["loss/reg"].item(), rel=1e-5)
@@ -317,6 +317,16 @@ def test_offsets_are_uniform_over_the_range():
 
 
 # ------------------------------------------------------------------------------- drafting, export, LoRA ----
+def trailing_registers(attention_mask: torch.Tensor, offsets: list[int]) -> RegisterLayout:
+    """Registers after the last real token of each right-padded row, one per offset: the inputs that draft the
+    tokens after a prefix at inference, built independently of the training layout."""
+    bsz = attention_mask.size(0)
+    last = (attention_mask.sum(1) - 1).clamp(min=0)
+    return RegisterLayout(anchors=last[:, None].expand(bsz, len(offsets)),
+                          offsets=torch.tensor(offsets)[None, :].expand(bsz, len(offsets)),
+                          valid=torch.ones(bsz, len(offsets), dtype=torch.bool))
+
+
 def test_trailing_registers_reproduce_training_registers():
     model = make_model("llama")
     method = mutor(d_min=3, d_max=3)

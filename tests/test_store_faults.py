@@ -92,7 +92,7 @@ def test_lock_retries_are_counted_and_recorded_on_the_parent_run(tmp_path, gsm8k
     assert [r.status for r in result.reports] == [FINISHED]
     expected = calls["locked"]
     assert expected > 0 and result.lock_retries == expected
-    tags = tracking.Tracker(store, "tiny").run_tags(result.parent_run_id)
+    tags = tracking.Tracker(store, "tiny").client.get_run(result.parent_run_id).data.tags
     assert tags[tracking.TAG_LOCK_RETRIES] == str(expected)
 
 

@@ -39,22 +39,6 @@ def image_vocabulary(num_classes: int, codebook_size: int) -> list[str]:
     return [*(class_word(k) for k in range(num_classes)), NULL_CLASS, *(code_word(c) for c in range(codebook_size))]
 
 
-def parse_codes(words: list[str] | str, grid: tuple[int, int]) -> np.ndarray | None:
-    """The first ``H * W`` words read as codes, as an ``(H, W)`` grid; None when there are too few or one is not a
-    code word."""
-    if isinstance(words, str):
-        words = words.split()
-    height, width = grid
-    if len(words) < height * width:
-        return None
-    codes = []
-    for word in words[: height * width]:
-        if len(word) < 2 or word[0] != "v" or not word[1:].isdigit():
-            return None
-        codes.append(int(word[1:]))
-    return np.asarray(codes, dtype=np.int64).reshape(height, width)
-
-
 def check_grid(codes: np.ndarray, grid: tuple[int, int], codebook_size: int, where: str) -> np.ndarray:
     """``codes`` as an integer ``(H, W)`` array, or a DataError naming ``where`` (a file, a record)."""
     array = np.asarray(codes)

@@ -14,12 +14,29 @@ from typing import Any, Literal
 
 import torch
 
-from mtp_bench.data.tasks import DataError, Example, format_examples
-from mtp_bench.method.batches import IGNORE_INDEX, TokenBatch
+from mtp_bench.api.batches import IGNORE_INDEX, TokenBatch
+from mtp_bench.api.task import Example, HasOwnValidation
+from mtp_bench.errors import DataError
 
 # Validation is carved with a fixed seed, independent of the trial's seed: every method and seed of a suite is
 # selected on the same examples.
 VALIDATION_SEED = 20250513
+
+
+def format_examples(
+    records: list[dict[str, Any]], prompt_template: str, answer_template: str, source: str
+) -> list[Example]:
+    """Each record as an :class:`~mtp_bench.api.task.Example`, through the templates (a missing field names the
+    record)."""
+    examples = []
+    for index, record in enumerate(records):
+        try:
+            prompt = prompt_template.format(**record)
+            answer = answer_template.format(**record)
+        except (KeyError, IndexError) as exc:
+            raise DataError(f"{source}: record {index} has no field {exc} used by the template") from None
+        examples.append(Example(prompt=prompt, answer=answer, record=record))
+    return examples
 
 
 @dataclass
@@ -46,8 +63,7 @@ def build_splits(
     name = getattr(task, "name", type(task).__name__)
     train = format_examples(task.records("train"), prompt_template, answer_template, f"{name}/train")
     test = format_examples(task.records("test"), prompt_template, answer_template, f"{name}/test")
-    hook = getattr(task, "validation_records", None)
-    own = hook() if hook is not None else None
+    own = task.validation_records() if isinstance(task, HasOwnValidation) else None
     if own is not None and validation_size:
         raise DataError(f"{name}: data.validation_size is {validation_size}, but the task uses its own validation "
                         "split (validation: own): set data.validation_size to 0")
@@ -220,7 +236,3 @@ class StepSampler:
             start = (micro * self.world_size + self.rank) * self.batch_size
             batches.append(indices[start : start + self.batch_size])
         return batches
-
-    def epoch_at(self, step: int) -> float:
-        """Epochs completed after ``step + 1`` optimiser steps."""
-        return (step + 1) * self.examples_per_step / self.n

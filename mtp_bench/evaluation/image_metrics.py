@@ -43,10 +43,6 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return max(value, 0.0)  # rounding can leave a tiny negative for identical sets
 
 
-def feature_frechet_distance(features1: np.ndarray, features2: np.ndarray) -> float:
-    return frechet_distance(*gaussian(features1), *gaussian(features2))
-
-
 def classifier_score(probabilities: np.ndarray, eps: float = 1e-12) -> float:
     """``exp(E_x KL(p(y|x) || p(y)))`` over the rows of ``probabilities`` (one class distribution per sample)."""
     p = np.asarray(probabilities, dtype=np.float64)

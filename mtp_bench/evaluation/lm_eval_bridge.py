@@ -30,15 +30,13 @@ import torch
 import yaml
 from torch import nn
 
-from mtp_bench.data.tasks import DataError
-from mtp_bench.errors import LmEvalError
+from mtp_bench.errors import DataError, LmEvalError
 from mtp_bench.evaluation.lm_eval_local import LOCAL_DATA
 from mtp_bench.suite.models import LmEvalConfig
 
 log = logging.getLogger(__name__)
 
 TASK_DIR = Path(__file__).resolve().parent / "lm_eval_tasks"
-DATA_DIR_ENV = LOCAL_DATA["gsm8k"].env  # the GSM8K tasks' folder; each data family has its own variable
 _ILLEGAL = re.compile(r"[^A-Za-z0-9_\-. ]")  # MLflow's metric-name alphabet, less "/" (our separator)
 
 

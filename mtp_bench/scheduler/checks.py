@@ -48,7 +48,7 @@ def _fits(capacity: dict[str, float], demand: dict[str, float]) -> int:
 
 def check_resources(trials: list[TrialConfig], nodes: list[dict[str, Any]]) -> None:
     """Fail now, naming the trial and the resource, when no node (or, for several workers, the whole cluster) could
-    ever hold what a trial asks for: Tune would otherwise wait for it forever."""
+    ever hold what a trial asks for: its pool worker would otherwise wait for it forever."""
     problems: dict[str, list[str]] = {}
     for trial in trials:
         res, demand = trial.resources, resource_demand(trial)
@@ -81,7 +81,8 @@ def check_resources(trials: list[TrialConfig], nodes: list[dict[str, Any]]) -> N
 
 def concurrency_cap(trials: list[TrialConfig], nodes: list[dict[str, Any]]) -> int | None:
     """``resources.max_concurrent_trials``, and for multi-worker trials the number whose workers fit at once: their
-    Tune trial is only a driver that reserves nothing, so Tune alone would start them all and leave most waiting."""
+    pool worker is only a driver that reserves nothing (its Ray Train workers hold the resources), so without a cap
+    the pool would start them all and leave most waiting."""
     caps = [t.resources.max_concurrent_trials for t in trials if t.resources.max_concurrent_trials]
     for trial in trials:
         if trial.resources.num_workers > 1:

@@ -276,7 +276,7 @@ class Mailbox:
 
 
 class Sender:
-    """What a trial (its Tune actor, or rank 0 of its Ray Train workers) tells the driver. Posts are fire-and-forget
+    """What a trial (its pool worker, or rank 0 of its Ray Train workers) tells the driver. Posts are fire-and-forget
     except the final report; training metrics are thinned to two a second, evaluation results always go."""
 
     def __init__(self, mailbox: Any, trial_id: str, node: str):

@@ -154,9 +154,6 @@ class Tracker:
         """The latest value of every metric of a run."""
         return dict(self._run(run_id).data.metrics)
 
-    def run_tags(self, run_id: str) -> dict[str, str]:
-        return dict(self._run(run_id).data.tags)
-
     def logged_steps(self, run_id: str) -> dict[str, set[int]]:
         """Metric name -> the steps already logged for it (what a resumed trial must not log again)."""
         names = list(self._run(run_id).data.metrics)

@@ -1,7 +1,7 @@
 """One trial, top to bottom: build the model -> let the method prepare it -> data -> the shared loop -> evaluation
 -> export. It reports to a :class:`~mtp_bench.tracking.Tracker` when given one (rank 0 only under data parallelism).
 
-The schedulers (in-process, Ray Tune, Ray Train) all call :func:`run_trial`; nothing here knows a method by name.
+The schedulers (in-process, Ray worker pool, Ray Train) all call :func:`run_trial`; nothing here knows a method by name.
 What a trial builds is in :mod:`.prepare`; how a running trial reports and evaluates, in :mod:`.runner`.
 """
 
@@ -17,8 +17,8 @@ import torch
 import yaml
 from torch import nn
 
+from mtp_bench.api.batches import TokenBatch
 from mtp_bench.data.pipeline import StepSampler
-from mtp_bench.method.batches import TokenBatch
 from mtp_bench.suite.models import TrialConfig
 from mtp_bench.train.checkpoint import has_checkpoint, load_checkpoint
 from mtp_bench.train.loop import Distributed, LoopCallbacks, Trainer, TrainModule
