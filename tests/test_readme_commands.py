@@ -47,7 +47,8 @@ LINKED_PAGES = [*PAGES, REPO / "results" / "README.md"]
 SUITE_COMMANDS = {"run", "validate", "compare", "steps", "ui"}
 READS_A_PATH = {"mtp_bench.analysis.reproduce", "mtp_bench.bench.zero_shot"}  # modules whose first argument is input
 OTHER_TOOLS = {"pip", "ssh", "mlflow", "lm_eval", "tail", "git"}
-SETUP = ["bash .ci/setup", ".venv/bin/mtp-bench run suites/quickstart.yaml", ".venv/bin/python -m pytest -q"]
+SETUP = ["bash .ci/setup", ".venv/bin/mtp-bench run suites/quickstart.yaml",
+         ".venv/bin/python -m pytest -q --durations=15"]
 QUICKSTART_TIME = "about 5 minutes on an idle 2-core machine"
 FENCE = re.compile(r"^([ \t]*)```(\w*)\n(.*?)^\1```", re.M | re.S)
 
