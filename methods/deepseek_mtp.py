@@ -29,13 +29,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from mtp_bench.method.anatomy import Anatomy, anatomy, last_layer_mask, layer_arguments, new_block, run_layer, run_trunk
-from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
-from mtp_bench.method.decoding import crop_cache, new_cache, verifier_forward
-from mtp_bench.method.heads import heads_drafter, horizon_batch, load_saved_heads, save_heads
-from mtp_bench.method.masks import allowed_attention, plain_forward_inputs
-from mtp_bench.method.protocol import MethodContext
-from mtp_bench.method.targets import target_loss
+from mtp_bench.api.anatomy import Anatomy, anatomy, last_layer_mask, layer_arguments, new_block, run_layer, run_trunk
+from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.api.decoding import crop_cache, new_cache, verifier_forward
+from mtp_bench.api.heads import heads_drafter, horizon_batch, load_saved_heads, save_heads
+from mtp_bench.api.masks import allowed_attention, plain_forward_inputs
+from mtp_bench.api.method import MethodContext
+from mtp_bench.api.targets import target_loss
 from mtp_bench.methods.params import DeepSeekMTPParams
 
 
@@ -127,10 +127,14 @@ class DeepSeekMTP:
         for k, (module, hidden) in enumerate(zip(extra.depths, outputs), start=1):
             loss, correct = target_loss(anat.logits, module.output_norm(hidden), t[f"targets_h{k + 1}"])
             sums[f"loss/h{k + 1}"], sums[f"acc/h{k + 1}"] = loss, correct
+        return LossOutput(sums=sums)
+
+    def loss_weights(self) -> dict[str, float]:
+        """``L_ntp + (lambda / D) * sum_k L_k``."""
         weights = {"loss/ntp": 1.0}
         weights.update({f"loss/h{k + 1}": self.params.weight / self.params.depth
                         for k in range(1, self.params.depth + 1)})
-        return LossOutput(sums=sums, weights=weights)
+        return weights
 
     def export(self, model: nn.Module, extra: nn.Module | None) -> nn.Module:
         return model
@@ -143,7 +147,7 @@ class DeepSeekMTP:
 
 
 class DeepSeekDrafter:
-    """Self-speculative drafting with the MTP modules (a :class:`mtp_bench.method.protocol.Drafter`).
+    """Self-speculative drafting with the MTP modules (a :class:`mtp_bench.api.method.Drafter`).
 
     Module k at position i needs t_{i+k}, so it can process a position for good only once that token is accepted;
     its KV cache holds those positions, and its outputs there are kept for module k+1. To draft after the last

@@ -23,13 +23,13 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from mtp_bench.method.anatomy import Anatomy, anatomy
-from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
-from mtp_bench.method.decoding import verifier_forward
-from mtp_bench.method.heads import heads_drafter, horizon_batch, load_saved_heads, save_heads
-from mtp_bench.method.masks import plain_forward_inputs
-from mtp_bench.method.protocol import MethodContext
-from mtp_bench.method.targets import target_loss
+from mtp_bench.api.anatomy import Anatomy, anatomy
+from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.api.decoding import verifier_forward
+from mtp_bench.api.heads import heads_drafter, horizon_batch, load_saved_heads, save_heads
+from mtp_bench.api.masks import plain_forward_inputs
+from mtp_bench.api.method import MethodContext
+from mtp_bench.api.targets import target_loss
 from mtp_bench.methods.params import MedusaParams
 
 
@@ -140,9 +140,13 @@ class Medusa:
             loss, correct = target_loss(lambda h, head=head: head_logits(anat, head, h), hidden,
                                         t[f"targets_h{i + 1}"])
             sums[f"loss/h{i + 1}"], sums[f"acc/h{i + 1}"] = loss, correct
+        return LossOutput(sums=sums)
+
+    def loss_weights(self) -> dict[str, float]:
+        """The next-token loss (none under medusa-1: the backbone is frozen) and each head's decayed weight."""
         weights = {"loss/ntp": 0.0 if self.frozen else self.params.base_weight}
         weights.update({f"loss/h{i + 2}": w for i, w in enumerate(self.head_weights())})
-        return LossOutput(sums=sums, weights=weights)
+        return weights
 
     def export(self, model: nn.Module, extra: nn.Module | None) -> nn.Module:
         return model
@@ -155,7 +159,7 @@ class Medusa:
 
 
 class MedusaDrafter:
-    """Self-speculative drafting with Medusa heads (a :class:`mtp_bench.method.protocol.Drafter`, greedy top-1
+    """Self-speculative drafting with Medusa heads (a :class:`mtp_bench.api.method.Drafter`, greedy top-1
     drafts, no tree): the verifier's forward records the final hidden states; head i drafts x_{t+i+1} from the last
     accepted position."""
 

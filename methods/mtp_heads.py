@@ -24,13 +24,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from mtp_bench.method.anatomy import anatomy, new_block, run_layer, run_trunk
-from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
-from mtp_bench.method.decoding import crop_cache, new_cache, verifier_forward
-from mtp_bench.method.heads import heads_drafter, horizon_batch, load_saved_heads, save_heads
-from mtp_bench.method.masks import plain_forward_inputs
-from mtp_bench.method.protocol import MethodContext
-from mtp_bench.method.targets import target_loss
+from mtp_bench.api.anatomy import anatomy, new_block, run_layer, run_trunk
+from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.api.decoding import crop_cache, new_cache, verifier_forward
+from mtp_bench.api.heads import heads_drafter, horizon_batch, load_saved_heads, save_heads
+from mtp_bench.api.masks import plain_forward_inputs
+from mtp_bench.api.method import MethodContext
+from mtp_bench.api.targets import target_loss
 from mtp_bench.methods.params import MTPHeadsParams
 
 
@@ -98,11 +98,15 @@ class MultiTokenHeads:
             else:
                 loss, correct = head(head_input)
             sums[f"loss/{name}"], sums[f"acc/{name}"] = loss, correct
-        if not blocks:
-            return LossOutput(sums=sums, weights={"loss/ntp": 1.0})
+        return LossOutput(sums=sums)
+
+    def loss_weights(self) -> dict[str, float]:
+        """``(1 - a) * L_ntp + a * mean_i L_i``; plain next-token prediction when there is no extra head."""
+        if self.params.n_future == 1:
+            return {"loss/ntp": 1.0}
         weights = {"loss/ntp": 1.0 - self.params.a}
-        weights.update({f"loss/h{i}": self.params.a / len(blocks) for i in self.horizons})
-        return LossOutput(sums=sums, weights=weights)
+        weights.update({f"loss/h{i}": self.params.a / len(self.horizons) for i in self.horizons})
+        return weights
 
     def export(self, model: nn.Module, extra: nn.Module | None) -> nn.Module:
         return model
@@ -115,7 +119,7 @@ class MultiTokenHeads:
 
 
 class HeadsDrafter:
-    """Self-speculative drafting with the extra heads (a :class:`mtp_bench.method.protocol.Drafter`): every verifier
+    """Self-speculative drafting with the extra heads (a :class:`mtp_bench.api.method.Drafter`): every verifier
     forward also runs each head's layer on the last layer's input (each head keeps its own KV cache); after
     acceptance, head i drafts x_{t+i} from the last accepted position."""
 

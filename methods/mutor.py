@@ -86,11 +86,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtp_bench.method.anatomy import anatomy, as_input_embedding
-from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
-from mtp_bench.method.decoding import cache_keyword, custom_attention
-from mtp_bench.method.protocol import MethodContext
-from mtp_bench.method.targets import count_targets, shifted_targets, target_loss
+from mtp_bench.api.anatomy import anatomy, as_input_embedding
+from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.api.decoding import cache_keyword, custom_attention
+from mtp_bench.api.method import MethodContext
+from mtp_bench.api.targets import count_targets, shifted_targets, target_loss
 from mtp_bench.methods.mutor_grid import grid_registers
 from mtp_bench.methods.mutor_layout import RegisterLayout, place_registers, register_forward_inputs, select_registers
 from mtp_bench.methods.params import MuToRParams
@@ -254,8 +254,11 @@ class MuToR:
             selected = keys == key
             sums[f"loss/{suffix}"] = per_register[selected].sum()
             sums[f"acc/{suffix}"] = correct[selected].sum()
-        weights = {"loss/ntp": 1.0 - self.params.a, "loss/reg": self.params.a}
-        return LossOutput(sums=sums, weights=weights)
+        return LossOutput(sums=sums)
+
+    def loss_weights(self) -> dict[str, float]:
+        """``(1 - a) * L_ntp + a * L_reg``; the per-offset terms are only logged."""
+        return {"loss/ntp": 1.0 - self.params.a, "loss/reg": self.params.a}
 
     def make_drafter(self, model: nn.Module, extra: nn.Module | None, k: int) -> RegisterDrafter | None:
         """Registers as drafters: after the last accepted x_t, registers at positions t+d-1 draft x_{t+d} for
@@ -277,7 +280,7 @@ class MuToR:
 
 
 class RegisterDrafter:
-    """Self-speculative drafting with MuToR registers (satisfies :class:`mtp_bench.method.protocol.Drafter`).
+    """Self-speculative drafting with MuToR registers (satisfies :class:`mtp_bench.api.method.Drafter`).
 
     After each real token x_t that may end the accepted prefix, k registers are appended in the same forward as the
     verifier's tokens: the one for offset d (2..k+1) has the position id of x_{t+d-1} (exactly as in training),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtp_bench.method.batches import IGNORE_INDEX
+from mtp_bench.api.batches import IGNORE_INDEX
 from mtp_bench.methods.mutor_layout import RegisterLayout, compact_registers
 
 

@@ -12,11 +12,11 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from mtp_bench.method.anatomy import anatomy
-from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
-from mtp_bench.method.masks import plain_forward_inputs
-from mtp_bench.method.protocol import MethodContext
-from mtp_bench.method.targets import count_targets, shifted_targets, target_loss
+from mtp_bench.api.anatomy import anatomy
+from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.api.masks import plain_forward_inputs
+from mtp_bench.api.method import MethodContext
+from mtp_bench.api.targets import count_targets, shifted_targets, target_loss
 from mtp_bench.methods.params import NTPParams
 
 
@@ -46,7 +46,10 @@ class NextTokenPrediction:
         inputs = plain_forward_inputs(t["input_ids"], t["attention_mask"], model, t.get("prompt_lengths"))
         hidden = anat.backbone(**inputs, use_cache=False).last_hidden_state
         loss, correct = target_loss(anat.logits, hidden, t["targets"])
-        return LossOutput(sums={"loss/ntp": loss, "acc/ntp": correct}, weights={"loss/ntp": 1.0})
+        return LossOutput(sums={"loss/ntp": loss, "acc/ntp": correct})
+
+    def loss_weights(self) -> dict[str, float]:
+        return {"loss/ntp": 1.0}
 
     def export(self, model: nn.Module, extra: nn.Module | None) -> nn.Module:
         return model

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[set[str]] = [
     {"errors", "cpu_kernels"},
     {"registry"},
-    {"method", "suite", "tracking"},
-    {"api", "data", "models"},
+    {"api", "suite", "tracking"},
+    {"data", "models"},
     {"train", "evaluation", "methods"},
     {"trial"},
     {"scheduler", "analysis", "ui", "preflight"},

@@ -17,7 +17,7 @@ from mtp_bench.bench.context import RunContext
 from mtp_bench.bench.parts import DEFAULT_PARTS, parse_parts
 from mtp_bench.bench.sizes import QUICK
 from mtp_bench.bench.timing import Spread, spread
-from mtp_bench.data.tasks import DataError
+from mtp_bench.errors import DataError
 
 PARTS = list(DEFAULT_PARTS)  # every default part; makespan (Ray) has its own, slow test
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")

@@ -54,7 +54,7 @@ def test_mutor_with_a0_equals_ntp_with_the_option_in_loss_and_gradients():
         extra = method.prepare(model, None)
         model_batch = method.transform(batch, torch.Generator().manual_seed(0))
         output = method.loss(model, extra, model_batch)
-        loss = sum(w * output.sums[n] / float(model_batch.counts[n]) for n, w in output.weights.items() if w)
+        loss = sum(w * output.sums[n] / float(model_batch.counts[n]) for n, w in method.loss_weights().items() if w)
         loss.backward()
         results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()}))
     (ntp_loss, ntp_grads), (mutor_loss, mutor_grads) = results

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from bad_input_support import refused, write_base_suite
 
-from mtp_bench.data.tasks import MAX_ROW_BYTES
+from mtp_bench.data.files import MAX_ROW_BYTES
 from mtp_bench.suite.load import MAX_NAME_CHARS, MAX_SEED
 
 
@@ -57,7 +57,7 @@ def test_a_100_mb_row_is_refused_without_reading_it_whole(suite_file, tmp_path, 
 
 
 def test_a_row_at_the_cap_is_read(tmp_path, monkeypatch) -> None:
-    from mtp_bench.data.tasks import read_jsonl
+    from mtp_bench.data.files import read_jsonl
 
     monkeypatch.setenv("MTP_BENCH_MAX_ROW_BYTES", "200")
     row = json.dumps({"question": "q" * 100, "answer": "#### 1"})

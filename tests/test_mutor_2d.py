@@ -42,7 +42,7 @@ def random_images(seed: int, n: int, cells: int, prompts: list[list[int]] | None
 
 def objective(method, module: TrainModule, model_batch) -> torch.Tensor:
     output = method.loss(module.model, module.extra, model_batch)
-    return sum(w * output.sums[n] / max(float(model_batch.counts[n]), 1.0) for n, w in output.weights.items() if w)
+    return sum(w * output.sums[n] / max(float(model_batch.counts[n]), 1.0) for n, w in method.loss_weights().items() if w)
 
 
 # ------------------------------------------------------------------------------------ hand-worked example ----

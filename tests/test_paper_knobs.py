@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from conftest import make_batch, make_model, random_pairs
 from mtp_bench.api import MethodContext
-from mtp_bench.method.decoding import new_cache
+from mtp_bench.api.decoding import new_cache
 from mtp_bench.methods.mutor import MuToR, MuToRParams
 from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
 from mtp_bench.suite.models import TrainConfig

@@ -15,7 +15,7 @@ from mtp_bench.cli.entry import run_script
 from mtp_bench.data.make_math_twin import SOURCES, boxed_solution, main, make_twin
 from mtp_bench.data.math500 import MATH500, MATH500Params, last_boxed
 from mtp_bench.data.openmathinstruct2 import OpenMathInstruct2, OpenMathInstruct2Params
-from mtp_bench.data.tasks import DataError
+from mtp_bench.errors import DataError
 from mtp_bench.evaluation.math_scorer import equivalent
 
 REPO = Path(__file__).resolve().parents[1]

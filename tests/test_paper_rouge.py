@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mtp_bench.data.tasks import Example, format_examples
+from mtp_bench.api.task import Example
+from mtp_bench.data.pipeline import format_examples
 from mtp_bench.evaluation.paper_scorer_params import RougeParams
 from mtp_bench.evaluation.rouge_scorer import ROUGE_TYPES, Rouge, rouge
 

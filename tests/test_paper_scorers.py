@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mtp_bench.data.tasks import Example, format_examples
+from mtp_bench.api.task import Example
+from mtp_bench.data.pipeline import format_examples
 from mtp_bench.evaluation.math_scorer import MathAnswer, equivalent
 from mtp_bench.evaluation.multiple_choice import MultipleChoice, flexible_letter, strict_letter
 from mtp_bench.evaluation.paper_scorer_params import MathParams, MultipleChoiceParams, RougeParams

@@ -17,8 +17,9 @@ from mtp_bench.data.aqua_rat import AquaRat, AquaRatParams
 from mtp_bench.data.dialogsum import DialogSum, DialogSumParams
 from mtp_bench.data.math500 import MATH500, MATH500Params, last_boxed
 from mtp_bench.data.openmathinstruct2 import OpenMathInstruct2, OpenMathInstruct2Params
+from mtp_bench.data.pipeline import format_examples
 from mtp_bench.data.samsum import SAMSum, SAMSumParams
-from mtp_bench.data.tasks import DataError, format_examples
+from mtp_bench.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

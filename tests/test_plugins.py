@@ -46,6 +46,7 @@ def test_documented_out_of_tree_method_is_found_and_trains(out_of_tree_plugin) -
     batch = method.transform(make_batch(random_pairs(0, [(3, 5), (2, 4)])), torch.Generator())
     out = method.loss(model, None, batch)
     assert set(out.sums) == {"loss/ntp", "loss/h2"} and int(batch.counts["loss/h2"]) == 5 + 4  # every answer token, seen from 2 back
+    assert method.loss_weights() == {"loss/ntp": 1.0, "loss/h2": 0.5}  # the objective, as the method declares it
     out.sums["loss/h2"].backward()
     assert model.lm_head.weight.grad is not None
 

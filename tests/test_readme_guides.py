@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 
 from conftest import REPO, write_suite
 from mtp_bench import cli, registry
-from mtp_bench.data.tasks import Example
+from mtp_bench.api.task import Example
 
 
 def guide_example(page: str, section: str) -> str:

@@ -16,7 +16,7 @@ from mtp_bench import cli
 from mtp_bench.cli.entry import run_script
 from mtp_bench.data.make_samsum_twin import NAMES, main, make_twin
 from mtp_bench.data.samsum import SAMSum, SAMSumParams
-from mtp_bench.data.tasks import DataError
+from mtp_bench.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = str(REPO / "suites" / "samsum_tiny.yaml")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mtp_bench import registry
-from mtp_bench.data.tasks import Example
+from mtp_bench.api.task import Example
 from mtp_bench.evaluation.gsm8k_scorer import (
     AnswerExactMatch,
     ExactMatchParams,

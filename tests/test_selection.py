@@ -13,8 +13,8 @@ import torch
 from pydantic import BaseModel
 
 from conftest import tiny_suite
+from mtp_bench.api.scorer import ScoreResult
 from mtp_bench.evaluation.runner import SelectionError, improves
-from mtp_bench.evaluation.scorer import ScoreResult
 from mtp_bench.suite import expand_grid
 from mtp_bench.suite.load import validate_suite
 from mtp_bench.train.loop import Distributed

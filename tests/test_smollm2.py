@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from mtp_bench.api import MethodContext
-from mtp_bench.method.masks import plain_forward_inputs
+from mtp_bench.api.masks import plain_forward_inputs
 from mtp_bench.models.cache import cache_root
 
 pytest.importorskip("gguf", reason="the gguf package is not installed (pip install gguf)")
@@ -67,7 +67,7 @@ def batch_of(p, size: int = 3):
 def objective(method, module, model_batch) -> torch.Tensor:
     """The loop's objective for one micro-batch that is the whole step."""
     output = method.loss(module.model, module.extra, model_batch)
-    return sum(w * output.sums[n] / max(float(model_batch.counts[n]), 1.0) for n, w in output.weights.items() if w)
+    return sum(w * output.sums[n] / max(float(model_batch.counts[n]), 1.0) for n, w in method.loss_weights().items() if w)
 
 
 # ------------------------------------------------------------------------------------------------ preset ----

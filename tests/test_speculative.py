@@ -12,13 +12,13 @@ from test_heads_methods import gemma_model
 from conftest import ARCHS, ATTNS, make_batch, make_model, tiny_suite, write_suite
 from mtp_bench import cli
 from mtp_bench.api import Drafter, MethodContext, SupportsDrafting, model_attention_mask
-from mtp_bench.data.tasks import Example
+from mtp_bench.api.anatomy import anatomy
+from mtp_bench.api.decoding import new_cache
+from mtp_bench.api.task import Example
+from mtp_bench.evaluation.context import ScoringContext
 from mtp_bench.evaluation.generate import greedy_generate
-from mtp_bench.evaluation.scorer import EvalContext
 from mtp_bench.evaluation.speculative_decoding import DraftStats, compare_with_greedy, speculative_generate
 from mtp_bench.evaluation.speculative_decoding_scorer import SpeculativeDecoding, SpeculativeParams
-from mtp_bench.method.anatomy import anatomy
-from mtp_bench.method.decoding import new_cache
 from mtp_bench.methods.deepseek_mtp import DeepSeekMTP, DeepSeekMTPParams
 from mtp_bench.methods.medusa import Medusa, MedusaParams
 from mtp_bench.methods.mtp_heads import MTPHeadsParams, MultiTokenHeads
@@ -194,13 +194,13 @@ def test_mutor_trained_registers_draft_and_get_accepted() -> None:
     assert report.metrics()["acceptance/h2"] > 0.5 and report.stats.tau > 2.0
 
 
-def word_context(method, model=None) -> tuple[EvalContext, list[Example]]:
+def word_context(method, model=None) -> tuple[ScoringContext, list[Example]]:
     words = [f"w{i}" for i in range(40)]
     tokenizer = trained_tokenizer("word", [" ".join(words)], 64)
     model = model or make_model("llama", "sdpa", vocab=len(tokenizer))
     extra = method.prepare(model, tokenizer)
     examples = [Example(prompt=" ".join(words[i : i + 4]), answer="w1") for i in range(0, 12, 3)]
-    return EvalContext(model=model, tokenizer=tokenizer, method=method, extra=extra, max_new_tokens=10), examples
+    return ScoringContext(model=model, tokenizer=tokenizer, method=method, extra=extra, max_new_tokens=10), examples
 
 
 def test_scorer_reports_acceptance_tau_speedup_and_no_mismatch() -> None:

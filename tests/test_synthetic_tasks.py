@@ -14,11 +14,11 @@ from collections import defaultdict
 import pytest
 
 from mtp_bench import registry
+from mtp_bench.api.task import Task
 from mtp_bench.data.arithmetic import Addition, AdditionParams, make_problem, spaced
 from mtp_bench.data.gsm8k import gold_answer
-from mtp_bench.data.pipeline import build_splits
+from mtp_bench.data.pipeline import build_splits, format_examples
 from mtp_bench.data.star_graph import StarGraph, StarGraphParams, graph_key
-from mtp_bench.data.tasks import Task, format_examples
 from mtp_bench.data.word_problems import WordProblemParams, WordProblems
 from mtp_bench.evaluation.gsm8k_scorer import normalize_number, strict_answer
 from mtp_bench.suite import SuiteError
@@ -247,7 +247,7 @@ def test_word_problem_bad_settings_name_the_problem(settings: dict, message: str
 
 
 def test_word_problems_that_cannot_be_made_are_a_clear_error() -> None:
-    from mtp_bench.data.tasks import DataError
+    from mtp_bench.errors import DataError
 
     # 7 is prime: no divisor in 2..5 divides it, so no one-step division problem exists.
     params = WordProblemParams(min_steps=1, max_steps=1, operations=["div"], start_range=(7, 7), train_size=5,

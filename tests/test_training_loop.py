@@ -40,7 +40,7 @@ def test_ntp_loss_equals_cross_entropy_over_answer_tokens() -> None:
     model_batch = method.transform(batch, torch.Generator())
     assert int(model_batch.counts["loss/ntp"]) == sum(a for _, a in LENGTHS)
     torch.testing.assert_close(out.sums["loss/ntp"], expected, rtol=1e-5, atol=1e-5)
-    assert out.weights == {"loss/ntp": 1.0}
+    assert method.loss_weights() == {"loss/ntp": 1.0}
 
 
 def _trainer(model, batches_for_step, *, grad_accum: int, batch_size: int, steps: int = 2) -> Trainer:

@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtp_bench.api.masks import model_attention_mask, narrow_to_window
 from mtp_bench.errors import UnsupportedModelError
-from mtp_bench.method.masks import model_attention_mask, narrow_to_window
 
 _LAYER_LISTS = ("layers", "h", "blocks", "layer")
 _FINAL_NORMS = ("norm", "ln_f", "final_layernorm", "final_layer_norm", "norm_f")
@@ -222,7 +222,7 @@ class TrunkOutput:
 
 def run_trunk(model: nn.Module, inputs: dict[str, Tensor]) -> TrunkOutput:
     """One pass of the decoder stack (no LM head, no KV cache) on ``inputs`` (e.g. from
-    :func:`mtp_bench.method.masks.plain_forward_inputs`), with the last layer's input, output and arguments."""
+    :func:`mtp_bench.api.masks.plain_forward_inputs`), with the last layer's input, output and arguments."""
     anat = anatomy(model)
     with capture_last_layer(anat) as capture:
         hidden = anat.backbone(**inputs, use_cache=False).last_hidden_state

@@ -1,4 +1,4 @@
-"""The batch and loss types a method exchanges with the shared loop (see :mod:`mtp_bench.method.protocol`)."""
+"""The batch and loss types a method exchanges with the shared loop (see :mod:`mtp_bench.api.method`)."""
 
 from __future__ import annotations
 
@@ -54,10 +54,8 @@ class ModelBatch:
 
 @dataclass
 class LossOutput:
-    """Summed (not averaged) losses and statistics of one micro-batch, keyed by metric name.
-
-    ``weights`` names the terms of the objective and their weights; every other key of ``sums`` is only logged.
+    """Summed (not averaged) losses and statistics of one micro-batch, keyed by metric name. Which of them make the
+    objective, and with what weights, the method declares apart (:meth:`~mtp_bench.api.method.Method.loss_weights`).
     """
 
     sums: dict[str, Tensor]
-    weights: dict[str, float]

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtp_bench.method.anatomy import Anatomy, LayerCapture, capture_last_layer, unwrap
-from mtp_bench.method.masks import narrow_to_window, sliding_window, windowed_masks
+from mtp_bench.api.anatomy import Anatomy, LayerCapture, capture_last_layer, unwrap
+from mtp_bench.api.masks import narrow_to_window, sliding_window, windowed_masks
 
 
 def cache_keyword(model: nn.Module) -> str:

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from torch import Tensor, nn
 
-from mtp_bench.method.batches import ModelBatch, TokenBatch
-from mtp_bench.method.targets import count_targets, future_targets
+from mtp_bench.api.batches import ModelBatch, TokenBatch
+from mtp_bench.api.targets import count_targets, future_targets
 
 HEADS_WEIGHTS = "heads.safetensors"
 HEADS_CONFIG = "heads.json"

@@ -1,5 +1,5 @@
-"""What a method implements: the :class:`Method` Protocol, and the optional Protocols for saving its extra modules
-and for drafting in self-speculative decoding.
+"""The method contract: the :class:`Method` Protocol, and the optional Protocols for saving its extra modules and
+for drafting in self-speculative decoding.
 
 A method is one file with one class that satisfies :class:`Method` (a Protocol: nothing to inherit). The shared loop
 (``mtp_bench.train.loop``) owns everything else — optimiser, schedule, accumulation, clipping, autocast, token
@@ -12,6 +12,10 @@ batch, whatever the accumulation or the number of workers:
 
     objective = sum_k weight_k * (sum over the step of sums_k) / (sum over the step of counts_k)
 
+The weights are the method's own declaration (:meth:`Method.loss_weights`), read by the loop once per step: they are
+numbers of the method's settings, not of a batch, so they need not travel through a data-parallel wrapper's forward
+(which passes tensors only).
+
 That is ``train.loss_normalisation: token`` (the default). Under ``sequence`` (the official MuToR code's weighting)
 the loop feeds the method one sequence at a time and divides each sum by that sequence's own count first, so every
 sequence weighs the same; the method's side of the contract does not change.
@@ -19,7 +23,7 @@ sequence weighs the same; the method's side of the contract does not change.
 Metric names (``LossOutput.sums`` keys) follow one convention so runs compare side by side in MLflow:
 ``loss/ntp`` and ``acc/ntp`` for the next-token path; ``loss/h{k}`` and ``acc/h{k}`` for an auxiliary predictor of
 the token *k* steps ahead (at position t, having seen x_1..x_t, it predicts x_{t+k}); other names are the method's own.
-Only terms with a weight enter the objective; the rest are logged.
+Only terms with a (non-zero) weight enter the objective; the rest are logged.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -69,7 +73,13 @@ class Method(Protocol):
         ...
 
     def loss(self, model: nn.Module, extra: nn.Module | None, batch: ModelBatch) -> LossOutput:
-        """Run the forward pass and return summed loss terms (see the module docstring)."""
+        """Run the forward pass and return summed loss terms and statistics (see the module docstring)."""
+        ...
+
+    def loss_weights(self) -> dict[str, float]:
+        """The terms of the objective and their weights, e.g. ``{"loss/ntp": 0.7, "loss/reg": 0.3}``: every other
+        term :meth:`loss` returns is only logged. The loop reads it once per optimiser step (and held-out evaluation
+        once per evaluation), so it may follow a schedule of the method's own."""
         ...
 
     def export(self, model: nn.Module, extra: nn.Module | None) -> nn.Module:

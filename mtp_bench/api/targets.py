@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch.nn.functional as F
 from torch import Tensor
 
-from mtp_bench.method.batches import IGNORE_INDEX
+from mtp_bench.api.batches import IGNORE_INDEX
 
 
 def shifted_targets(labels: Tensor) -> Tensor:

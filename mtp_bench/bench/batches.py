@@ -8,14 +8,14 @@ import random
 from pathlib import Path
 from typing import Any
 
+from mtp_bench.api.batches import TokenBatch
 from mtp_bench.bench.context import REPO, Settings
 from mtp_bench.bench.sizes import Sizes
-from mtp_bench.method.batches import TokenBatch
 
 
 def gsm8k_dir() -> Path:
     """``$MTP_BENCH_GSM8K_DIR``, else ``../shared/data/gsm8k`` beside the repository or the working directory."""
-    from mtp_bench.data.tasks import DataError
+    from mtp_bench.errors import DataError
 
     candidates = [os.environ.get("MTP_BENCH_GSM8K_DIR"), REPO.parent / "shared" / "data" / "gsm8k",
                   Path("../shared/data/gsm8k")]

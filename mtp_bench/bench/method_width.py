@@ -65,7 +65,7 @@ def pretrained_settings(settings: Settings, model: dict[str, Any] | None = None)
 # ------------------------------------------------------------------------------------------ step counters ----
 def decoder_stack(model: Any) -> Any:
     """The module every method's forward passes go through (head methods run it without the LM head)."""
-    from mtp_bench.method.anatomy import UnsupportedModelError, anatomy
+    from mtp_bench.api.anatomy import UnsupportedModelError, anatomy
 
     try:
         return anatomy(model).backbone

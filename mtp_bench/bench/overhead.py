@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from mtp_bench.api.batches import TokenBatch
 from mtp_bench.bench.batches import batch_indices, make_batches, prepared_ntp, trainer_for
 from mtp_bench.bench.context import RunContext, Settings
 from mtp_bench.bench.report import Section, Table
 from mtp_bench.bench.timing import interleave, spread
-from mtp_bench.method.batches import TokenBatch
 
 GOAL = 0.97  # mtp-bench throughput / reference throughput
 

@@ -38,7 +38,7 @@ LR = 3e-3
 def drafting_methods(k: int) -> list[dict[str, Any]]:
     """Installed methods with a drafter: the known ones with k drafts, others (a new plugin) with their defaults."""
     from mtp_bench import registry
-    from mtp_bench.method.protocol import MethodContext, SupportsDrafting
+    from mtp_bench.api.method import MethodContext, SupportsDrafting
 
     entries = []
     for name in registry.names(registry.METHODS):

@@ -38,9 +38,9 @@ def wide_model(quick: bool, device: torch.device) -> Any:
 def step_costs(methods: list[tuple[Any, dict[str, Any]]], k: int, quick: bool, device: torch.device) -> dict[str, Any]:
     """Seconds per plain greedy token and per speculative verifier step (median over prompts) for each
     (method class, params); keys: ``model`` (words), ``greedy`` and every method's name."""
+    from mtp_bench.api.method import MethodContext
     from mtp_bench.evaluation.generate import greedy_generate
     from mtp_bench.evaluation.speculative_decoding import DraftStats, speculative_generate
-    from mtp_bench.method.protocol import MethodContext
 
     model = wide_model(quick, device)
     vocab = model.config.vocab_size

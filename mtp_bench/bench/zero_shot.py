@@ -22,9 +22,9 @@ def evaluate(suite_path: str, overrides: list[str], output: Path) -> dict[str, A
     """Score the suite's model zero-shot and write ``output`` (see the module docstring); returns the summary."""
     import torch
 
+    from mtp_bench.evaluation.context import ScoringContext
     from mtp_bench.evaluation.lm_eval_bridge import run_lm_eval
     from mtp_bench.evaluation.runner import build_scorers, lm_eval_fallback_dir, score_split
-    from mtp_bench.evaluation.scorer import EvalContext
     from mtp_bench.preflight import check_all
     from mtp_bench.suite import expand_grid, load_suite
     from mtp_bench.tracking.provenance import git_commit
@@ -41,7 +41,7 @@ def evaluate(suite_path: str, overrides: list[str], output: Path) -> dict[str, A
     model = p.method.export(p.module.model, p.module.extra).eval()  # the plain pretrained model, untouched
     loaded = time.perf_counter() - started
     cfg = trial.evaluation
-    context = EvalContext(model=model, tokenizer=p.tokenizer, method=p.method, batch_size=cfg.batch_size,
+    context = ScoringContext(model=model, tokenizer=p.tokenizer, method=p.method, batch_size=cfg.batch_size,
                           max_new_tokens=cfg.max_new_tokens, bidirectional_prompt=trial.bidirectional_prompt,
                           autocast_dtype=p.precision)
     timings: dict[str, float] = {"load": loaded}

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
+from mtp_bench.data.files import read_jsonl
 from mtp_bench.data.hub import (
     Split,
     check_own_validation,
@@ -31,7 +32,6 @@ from mtp_bench.data.hub import (
     split_file,
     stream_rows,
 )
-from mtp_bench.data.tasks import read_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -1,58 +1,15 @@
-"""The task interface: where examples come from and how they are formatted.
-
-A task is a class registered in the ``mtp_bench.tasks`` entry-point group. It returns raw records (dicts) per split;
-the harness formats them with the task's templates (or the suite's) into prompt/answer pairs. Tasks import no torch,
-so that validating a suite stays fast.
-"""
+"""Reading local data files as tasks need them: streamed and bounded (:func:`read_lines`, :func:`read_jsonl`), with
+errors that name ``file:line``, and paths shown as written and as resolved (:func:`shown_path`). Imports no torch."""
 
 from __future__ import annotations
 
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any
 
 from mtp_bench.errors import DataError
-
-__all__ = ["MAX_DATA_FILE_BYTES", "MAX_ROW_BYTES", "DataError", "Example", "Task", "format_examples", "read_jsonl",
-           "read_lines", "shown_path"]
-
-
-
-@dataclass(frozen=True)
-class Example:
-    """One formatted example. ``record`` keeps the raw fields for scorers (gold answers, graph structure...)."""
-
-    prompt: str
-    answer: str
-    record: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-
-@runtime_checkable
-class Task(Protocol):
-    """A source of examples. ``Params`` is a pydantic model (``extra="forbid"``) of its settings."""
-
-    name: ClassVar[str]
-    Params: ClassVar[type]
-    prompt_template: ClassVar[str]  # str.format over a record's fields
-    answer_template: ClassVar[str]  # the end-of-sequence token is appended by the tokenizer step
-    tokenizer_kind: ClassVar[Literal["bpe", "word"]]  # how a preset's tokenizer is trained on this task's text
-
-    def records(self, split: Literal["train", "test"]) -> list[dict[str, Any]]:
-        """All records of a split, in a fixed order."""
-        ...
-
-    # Optional: ``preflight(self) -> int | None``, cheap checks run before any trial starts (files exist, are
-    # readable, parse, are non-empty); raises DataError naming file:line, and returns the number of training records
-    # when it knows them (so a validation split that leaves none is refused up front), else None.
-    # Optional: ``vocabulary(self) -> list[str]``, every word the task's texts can hold: a preset's word tokenizer is
-    # built from it instead of from the training text (image tasks: every class and code gets an id).
-    # Optional: ``condition_dropout(self) -> tuple[str, float] | None``, (null prompt, rate): training replaces a
-    # sequence's prompt by the null prompt with that probability (classifier-free guidance; see data/images.py).
-    # Optional: ``validation_records(self) -> list[dict] | None``, the dataset's own validation split when the task's
-    # params ask for it (``validation: own``), else None; the harness then carves nothing from training.
 
 
 def shown_path(text: str | Path) -> str:
@@ -73,20 +30,6 @@ def shown_path(text: str | Path) -> str:
             missing = "" if prefix == absolute else f"; {prefix} is missing"
             return f"{shown} does not exist{missing}"
     return f"{shown} does not exist"
-
-
-def format_examples(
-    records: list[dict[str, Any]], prompt_template: str, answer_template: str, source: str
-) -> list[Example]:
-    examples = []
-    for index, record in enumerate(records):
-        try:
-            prompt = prompt_template.format(**record)
-            answer = answer_template.format(**record)
-        except (KeyError, IndexError) as exc:
-            raise DataError(f"{source}: record {index} has no field {exc} used by the template") from None
-        examples.append(Example(prompt=prompt, answer=answer, record=record))
-    return examples
 
 
 MAX_ROW_BYTES = 1_000_000

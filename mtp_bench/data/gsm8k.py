@@ -8,8 +8,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from mtp_bench.data.files import read_jsonl
 from mtp_bench.data.hub import check_local_files
-from mtp_bench.data.tasks import DataError, read_jsonl
+from mtp_bench.errors import DataError
 
 FINAL_ANSWER_MARK = "####"
 

@@ -16,7 +16,8 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
-from mtp_bench.data.tasks import DataError, shown_path
+from mtp_bench.data.files import shown_path
+from mtp_bench.errors import DataError
 
 
 def stream_rows(hub_id: str, config: str | None, split: str, local_hint: str) -> Iterator[dict[str, Any]]:

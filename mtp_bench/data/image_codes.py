@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from mtp_bench.data.files import shown_path
 from mtp_bench.data.image_codec import PrecomputedCodes, check_grid, check_label, image_vocabulary
 from mtp_bench.data.images import (
     ANSWER_TEMPLATE,
@@ -33,7 +34,7 @@ from mtp_bench.data.images import (
     image_record,
     task_spec,
 )
-from mtp_bench.data.tasks import DataError, shown_path
+from mtp_bench.errors import DataError
 
 _NAME = re.compile(r"^(\d+)\.npy$")
 

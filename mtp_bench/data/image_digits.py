@@ -23,7 +23,7 @@ from mtp_bench.data.images import (
     image_record,
     task_spec,
 )
-from mtp_bench.data.tasks import DataError
+from mtp_bench.errors import DataError
 
 N_DIGITS = 1797
 GRID = (8, 8)

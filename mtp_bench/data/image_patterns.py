@@ -36,7 +36,7 @@ from mtp_bench.data.images import (
     task_spec,
 )
 from mtp_bench.data.star_graph import draw_distinct
-from mtp_bench.data.tasks import DataError
+from mtp_bench.errors import DataError
 
 Rule = Literal["mirror_rows", "mirror_columns", "repeat_rows", "repeat_columns", "shift_right", "rotate_180"]
 RULES: tuple[str, ...] = ("mirror_rows", "mirror_columns", "repeat_rows", "repeat_columns", "shift_right",

@@ -6,7 +6,7 @@ prompt) and ``image_text`` (the codes as words, raster order: the answer), plus 
 params, so the scorer can rebuild the task for its classifier and validity checks). The sequence a model sees is
 ``c3 v0 v5 ... v16 <eos>``: one class token, ``H * W`` image tokens, then the end-of-sequence token.
 
-Hooks an image task offers besides the :class:`~mtp_bench.data.tasks.Task` protocol:
+Hooks an image task offers besides the :class:`~mtp_bench.api.task.Task` protocol:
 
 - ``vocabulary()``: every word its texts can hold (a preset's word tokenizer is built from it, so a class or code
   that training never shows still has an id, and no tokenizer scans millions of code words);

@@ -28,8 +28,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from mtp_bench.data.files import read_jsonl
 from mtp_bench.data.gsm8k import gold_answer
-from mtp_bench.data.tasks import DataError, read_jsonl
+from mtp_bench.errors import DataError
 
 SOURCES = ("gsm8k", "augmented_gsm8k", "math", "augmented_math")
 """``problem_source`` values written in turn (OpenMathInstruct-2's four)."""

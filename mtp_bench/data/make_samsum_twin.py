@@ -40,7 +40,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mtp_bench.data.tasks import DataError, read_jsonl
+from mtp_bench.data.files import read_jsonl
+from mtp_bench.errors import DataError
 
 DEFAULT_OUT = "results/samsum_tiny/scratch/data"
 DEFAULT_DIALOGSUM = "../shared/data/dialogsum"

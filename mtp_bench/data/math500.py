@@ -17,8 +17,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
+from mtp_bench.data.files import read_jsonl
 from mtp_bench.data.hub import check_local_files, count_local, local_hint, stream_rows
-from mtp_bench.data.tasks import DataError, read_jsonl
+from mtp_bench.errors import DataError
 
 MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
                  "prealgebra", "precalculus")

@@ -28,10 +28,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from mtp_bench.data.files import read_jsonl
 from mtp_bench.data.gsm8k import GSM8K, GSM8KParams
 from mtp_bench.data.hub import check_local_files, count_local, local_hint, stream_rows
 from mtp_bench.data.math500 import ANSWER_TEMPLATE, MATH500, PROMPT_TEMPLATE, MATH500Params, last_boxed
-from mtp_bench.data.tasks import DataError, read_jsonl
+from mtp_bench.errors import DataError
 
 ProblemSource = Literal["gsm8k", "augmented_gsm8k", "math", "augmented_math"]
 TEST_TASKS: dict[str, tuple[type, type]] = {"gsm8k": (GSM8K, GSM8KParams), "math500": (MATH500, MATH500Params)}

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mtp_bench.data.tasks import DataError
+from mtp_bench.errors import DataError
 
 T = TypeVar("T")
 

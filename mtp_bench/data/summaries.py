@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from mtp_bench.data.files import read_jsonl
 from mtp_bench.data.hub import Split, SplitFiles, hub_split, local_hint, split_file, stream_rows
-from mtp_bench.data.tasks import DataError, read_jsonl
+from mtp_bench.errors import DataError
 
 PROMPT_TEMPLATE = "Summarize the following dialogue.\n\n{dialogue}\n\nSummary:"
 ANSWER_TEMPLATE = " {summary}"  # the first reference is the training target; scorers see them all

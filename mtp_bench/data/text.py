@@ -12,7 +12,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from mtp_bench.data.tasks import DataError, read_jsonl, read_lines, shown_path
+from mtp_bench.data.files import read_jsonl, read_lines, shown_path
+from mtp_bench.errors import DataError
 
 
 class PlainTextParams(BaseModel):

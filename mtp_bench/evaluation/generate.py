@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from transformers import DynamicCache
 
-from mtp_bench.method.masks import model_attention_masks
+from mtp_bench.api.masks import model_attention_masks
 
 
 def cache_argument(model: nn.Module) -> str:

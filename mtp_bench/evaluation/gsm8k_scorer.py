@@ -18,8 +18,8 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from mtp_bench.data.tasks import Example
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each, two_way_row
+from mtp_bench.api.scorer import EvalContext, ScoreResult, score_each, two_way_row
+from mtp_bench.api.task import Example
 from mtp_bench.evaluation.scorer_params import ExactMatchParams, GSM8KScorerParams
 
 # A number as people and models write it: an optional sign and "$" (either order, spaces allowed), then digits in

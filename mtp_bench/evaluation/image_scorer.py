@@ -31,14 +31,15 @@ import numpy as np
 import torch
 
 from mtp_bench import registry
+from mtp_bench.api.scorer import EvalContext, ScoreResult
+from mtp_bench.api.task import Example
 from mtp_bench.data.image_codec import NULL_CLASS, class_word, code_word
 from mtp_bench.data.pipeline import encode_prompt
-from mtp_bench.data.tasks import DataError, Example
+from mtp_bench.errors import DataError
 from mtp_bench.evaluation import image_artifacts as art
 from mtp_bench.evaluation.image_metrics import class_consistency, classifier_score, frechet_distance, gaussian
 from mtp_bench.evaluation.image_scorer_params import ImageScorerParams
 from mtp_bench.evaluation.sampling import sample_generate
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult
 
 
 def rebuild_task(examples: list[Example]) -> Any:

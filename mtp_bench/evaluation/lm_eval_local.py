@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from mtp_bench.data.aqua_rat import check_row as check_aqua_row
+from mtp_bench.data.files import read_jsonl
 from mtp_bench.data.math500 import last_boxed
-from mtp_bench.data.tasks import read_jsonl
 
 LETTERS = "ABCDEFG"  # AGIEval names up to seven options
 

@@ -23,10 +23,10 @@ import re
 import threading
 from typing import Any, ClassVar
 
+from mtp_bench.api.scorer import EvalContext, ScoreResult, score_each
+from mtp_bench.api.task import Example
 from mtp_bench.data.math500 import last_boxed
-from mtp_bench.data.tasks import Example
 from mtp_bench.evaluation.paper_scorer_params import MathParams
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each
 
 
 def _timeout(seconds: int) -> int | None:

@@ -34,9 +34,9 @@ import re
 from functools import lru_cache
 from typing import Any, ClassVar, NamedTuple
 
-from mtp_bench.data.tasks import Example
+from mtp_bench.api.scorer import EvalContext, ScoreResult, score_each, two_way_row
+from mtp_bench.api.task import Example
 from mtp_bench.evaluation.paper_scorer_params import MultipleChoiceParams
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each, two_way_row
 
 METRICS = ("accuracy", "accuracy_flexible")
 _SP = r"[ \t]*"  # spaces within a line: a statement never crosses a line break

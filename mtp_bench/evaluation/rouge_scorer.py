@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from mtp_bench.data.tasks import Example
+from mtp_bench.api.scorer import EvalContext, ScoreResult, score_each
+from mtp_bench.api.task import Example
 from mtp_bench.evaluation.paper_scorer_params import RougeParams
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 

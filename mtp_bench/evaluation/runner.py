@@ -19,10 +19,10 @@ import torch
 from torch import nn
 
 from mtp_bench import registry
-from mtp_bench.data.tasks import Example
+from mtp_bench.api.batches import TokenBatch
+from mtp_bench.api.scorer import EvalContext
+from mtp_bench.api.task import Example
 from mtp_bench.errors import SelectionError
-from mtp_bench.evaluation.scorer import EvalContext
-from mtp_bench.method.batches import TokenBatch
 from mtp_bench.models.device import autocast
 from mtp_bench.suite.models import EvalConfig
 
@@ -49,19 +49,17 @@ def held_out_loss(
     module.eval()
     sums: dict[str, float] = {}
     counts: dict[str, float] = {}
-    weights: dict[str, float] = {}
     for index, batch in enumerate(batches):
         generator = torch.Generator(device=device).manual_seed(HELD_OUT_SEED + index)
         model_batch = method.transform(batch.to(device), generator)
         with autocast(device, precision):
             output = method.loss(module.model, module.extra, model_batch)
-        weights = output.weights
         for name, value in output.sums.items():
             sums[name] = sums.get(name, 0.0) + float(value)
             counts[name] = counts.get(name, 0.0) + float(torch.as_tensor(model_batch.counts.get(name, 0)))
     module.train(was_training)
     means = {name: sums[name] / max(counts[name], 1.0) for name in sums}
-    means["loss"] = sum(w * means.get(name, 0.0) for name, w in weights.items())
+    means["loss"] = sum(w * means.get(name, 0.0) for name, w in method.loss_weights().items())
     return means
 
 

@@ -4,7 +4,7 @@ Each verifier step feeds the pending token (the verifier's own previous predicti
 drafts; the longest prefix of drafts that equals the verifier's arg-max is accepted, plus the verifier's token after
 it, and the KV cache is cropped back to the accepted length. The output is therefore *identical* to plain greedy
 decoding — the drafts only change how many tokens one forward yields. The decoder knows drafters only through
-:class:`mtp_bench.method.protocol.Drafter` (heads, DeepSeek modules, MuToR registers alike). Batch size 1: rows of
+:class:`mtp_bench.api.method.Drafter` (heads, DeepSeek modules, MuToR registers alike). Batch size 1: rows of
 a batch would accept different numbers of drafts, and ragged caches are not worth their complexity for a
 measurement.
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mtp_bench.api.decoding import crop_cache, new_cache
+from mtp_bench.api.method import Drafter
 from mtp_bench.evaluation.generate import greedy_generate
-from mtp_bench.method.decoding import crop_cache, new_cache
-from mtp_bench.method.protocol import Drafter
 
 
 @dataclass

@@ -15,12 +15,12 @@ from typing import ClassVar
 
 import torch
 
+from mtp_bench.api.method import SupportsDrafting
+from mtp_bench.api.scorer import EvalContext, ScoreResult
+from mtp_bench.api.task import Example
 from mtp_bench.data.pipeline import encode_prompt
-from mtp_bench.data.tasks import Example
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult
 from mtp_bench.evaluation.scorer_params import SpeculativeParams
 from mtp_bench.evaluation.speculative_decoding import compare_with_greedy
-from mtp_bench.method.protocol import SupportsDrafting
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from mtp_bench.data.tasks import Example
-from mtp_bench.evaluation.scorer import EvalContext, ScoreResult, score_each
+from mtp_bench.api.scorer import EvalContext, ScoreResult, score_each
+from mtp_bench.api.task import Example
 from mtp_bench.evaluation.scorer_params import StarGraphParams
 
 METRICS = ("full_path_accuracy", "first_step_accuracy", "valid_path_rate")

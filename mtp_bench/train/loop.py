@@ -2,7 +2,7 @@
 
 It owns the optimiser, schedule, gradient accumulation, loss normalisation, clipping, autocast, throughput
 accounting, evaluation timing and checkpoints; a method only transforms batches and computes loss sums (see
-:mod:`mtp_bench.method.protocol`). How sums become the objective (token or sequence means) is
+:mod:`mtp_bench.api.method`). How sums become the objective (token or sequence means) is
 :mod:`mtp_bench.train.normalise`; how a compute budget becomes a step count is :mod:`mtp_bench.train.budget`. It
 knows no method by name, and nothing of MLflow or Ray: it reports through callbacks.
 """
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
+from mtp_bench.api.method import Method
 from mtp_bench.errors import NonFiniteLossError
-from mtp_bench.method.batches import LossOutput, ModelBatch, TokenBatch
-from mtp_bench.method.protocol import Method
 from mtp_bench.models.device import autocast
 from mtp_bench.suite.models import TrainConfig
 from mtp_bench.train.budget import budget_positions, steps_for_budget
@@ -32,7 +32,8 @@ from mtp_bench.train.sharding import local_optimizer_state, scalar, whole_optimi
 
 class TrainModule(nn.Module):
     """The base model and the method's extra modules as one module, so that DDP/FSDP wrap, sync and save them
-    together. ``forward`` runs the method's loss and returns its sums."""
+    together. ``forward`` runs the method's loss and returns its sums (wrappers pass tensors only; the weights of the
+    objective are the method's own declaration, :meth:`~mtp_bench.api.method.Method.loss_weights`)."""
 
     def __init__(self, model: nn.Module, extra: nn.Module | None, method: Method):
         super().__init__()
@@ -40,13 +41,8 @@ class TrainModule(nn.Module):
         self.extra = extra
         self._method = method  # not a module: plain attribute
 
-        self.last_weights: dict[str, float] = {}
-
     def forward(self, batch: ModelBatch) -> dict[str, Tensor]:
-        # Wrappers such as DDP pass tensors through forward; the weights (plain floats) travel beside them.
-        output: LossOutput = self._method.loss(self.model, self.extra, batch)
-        self.last_weights = output.weights
-        return output.sums
+        return self._method.loss(self.model, self.extra, batch).sums
 
 
 @dataclass
@@ -168,14 +164,13 @@ class Trainer:
                  for batch, generator in self._units(step, token_batches)]
         denominators = step_denominators(units, mode, self.dist.all_reduce_sum, self.device)
         sums: dict[str, float] = {}
-        weights: dict[str, float] = {}
+        weights = self.method.loss_weights()
         for index, unit in enumerate(units):
             divisors = unit_divisors(unit, mode)
             with self._sync_context(index == len(units) - 1):
                 with autocast(self.device, self.precision):
                     output = self.method_loss(unit)
-                weights = output.weights
-                objective = self._objective(output, divisors, denominators)
+                objective = self._objective(output, weights, divisors, denominators)
                 if not torch.isfinite(objective):
                     raise NonFiniteLossError(
                         f"non-finite loss at step {step + 1}: {self._describe(output, divisors, denominators)}")
@@ -188,15 +183,15 @@ class Trainer:
         return self._step_metrics(units, real_tokens, sums, denominators, weights, grad_norm)
 
     def method_loss(self, batch: ModelBatch) -> LossOutput:
-        sums = self.forward_module(batch)
-        return LossOutput(sums=sums, weights=self.module.last_weights)
+        return LossOutput(sums=self.forward_module(batch))
 
     @staticmethod
-    def _objective(output: LossOutput, divisors: dict[str, float], denominators: dict[str, float]) -> Tensor:
+    def _objective(output: LossOutput, weights: dict[str, float], divisors: dict[str, float],
+                   denominators: dict[str, float]) -> Tensor:
         """This unit's share of the step's objective (see :mod:`mtp_bench.train.normalise`)."""
         terms = [
             weight * output.sums[name] / divisors.get(name, 1.0) / max(denominators.get(name, 0.0), 1.0)
-            for name, weight in output.weights.items()
+            for name, weight in weights.items()
             if weight != 0.0 and name in output.sums
         ]
         if not terms:

@@ -1,7 +1,7 @@
 """Loss normalisation: how the summed loss terms a method returns become one optimiser step's objective.
 
 The loop trains on *units*: a unit is one micro-batch (``token``) or one sequence of it (``sequence``). A method
-returns, per unit, summed losses and their target counts (see :mod:`mtp_bench.method.protocol`); every term k is
+returns, per unit, summed losses and their target counts (see :mod:`mtp_bench.api.method`); every term k is
 normalised the same way for every method:
 
     token:     term_k = (sum over units of sums_k) / (targets of k in the step)
@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from mtp_bench.method.batches import ModelBatch, TokenBatch
+from mtp_bench.api.batches import ModelBatch, TokenBatch
 
 TOKEN, SEQUENCE = "token", "sequence"
 

@@ -41,7 +41,7 @@ def shard(module: nn.Module, device: torch.device, world_size: int) -> nn.Module
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    from mtp_bench.method.anatomy import UnsupportedModelError, anatomy
+    from mtp_bench.api.anatomy import UnsupportedModelError, anatomy
 
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -10,6 +10,9 @@ from typing import Any
 import torch
 
 from mtp_bench import registry
+from mtp_bench.api.batches import TokenBatch
+from mtp_bench.api.method import MethodContext
+from mtp_bench.api.task import DropsCondition, HasVocabulary
 from mtp_bench.data.pipeline import (
     ConditionDropout,
     Splits,
@@ -20,8 +23,6 @@ from mtp_bench.data.pipeline import (
     encode_prompt,
     tokenize,
 )
-from mtp_bench.method.batches import TokenBatch
-from mtp_bench.method.protocol import MethodContext
 from mtp_bench.models.build import apply_lora, build_model, build_tokenizer
 from mtp_bench.models.device import cast_weights, resolve_device, resolve_precision, seed_everything
 from mtp_bench.suite.models import TrialConfig
@@ -75,8 +76,8 @@ def prepare(trial: TrialConfig, device: torch.device | None = None) -> Prepared:
         train_limit=data.train_limit,
         eval_limit=data.eval_limit,
     )
-    vocabulary = getattr(task, "vocabulary", None)  # a task that knows its words (image codes) spares the scan
-    texts = (lambda: [" ".join(vocabulary())]) if vocabulary is not None else (
+    # a task that knows its words (image codes) spares the scan
+    texts = (lambda: [" ".join(task.vocabulary())]) if isinstance(task, HasVocabulary) else (
         lambda: [e.prompt + e.answer for e in splits.train])
     tokenizer = build_tokenizer(trial.model, task.tokenizer_kind, texts)
     model = build_model(trial.model, tokenizer, from_scratch=trial.train.mode == "pretrain", seed=trial.seed)
@@ -87,8 +88,7 @@ def prepare(trial: TrialConfig, device: torch.device | None = None) -> Prepared:
     module = cast_weights(TrainModule(model, extra, method).to(device), trial.train.precision)
     train_data = tokenize(splits.train, tokenizer, max_length=trial.train.max_length, overlength=trial.train.overlength)
     precision = resolve_precision(trial.train.precision, device)
-    hook = getattr(task, "condition_dropout", None)
-    dropout = hook() if hook is not None else None
+    dropout = task.condition_dropout() if isinstance(task, DropsCondition) else None
     condition_dropout = None if dropout is None else ConditionDropout(
         encode_prompt(tokenizer, dropout[0]), dropout[1], trial.seed)
     return Prepared(trial, method, tokenizer, module, splits, train_data, device, precision, condition_dropout)

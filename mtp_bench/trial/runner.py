@@ -11,10 +11,10 @@ from typing import Any
 
 from torch import nn
 
+from mtp_bench.api.method import SavesExtra
 from mtp_bench.data.pipeline import tokenize
+from mtp_bench.evaluation.context import ScoringContext
 from mtp_bench.evaluation.runner import build_scorers, held_out_loss, score_split, selection_metric
-from mtp_bench.evaluation.scorer import EvalContext
-from mtp_bench.method.protocol import SavesExtra
 from mtp_bench.models.build import merged
 from mtp_bench.tracking import metric_name
 from mtp_bench.tracking import tags as T
@@ -72,9 +72,9 @@ class TrialRunner:
                 self.tracker.log_file(self.run_id, path, artifact_dir)
 
     # -------------------------------------------------------------------------------------- evaluation ----
-    def eval_context(self, model: nn.Module) -> EvalContext:
+    def eval_context(self, model: nn.Module) -> ScoringContext:
         trial = self.p.trial
-        return EvalContext(
+        return ScoringContext(
             model=model,
             tokenizer=self.p.tokenizer,
             method=self.p.method,
