@@ -36,7 +36,7 @@ from mtp_bench.api.heads import heads_drafter, horizon_batch, load_saved_heads, 
 from mtp_bench.api.masks import allowed_attention, plain_forward_inputs
 from mtp_bench.api.method import MethodContext
 from mtp_bench.api.targets import target_loss
-from mtp_bench.methods.params import DeepSeekMTPParams
+from mtp_bench.methods.deepseek_mtp_params import DeepSeekMTPParams
 
 
 class DeepSeekModule(nn.Module):

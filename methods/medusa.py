@@ -30,7 +30,7 @@ from mtp_bench.api.heads import heads_drafter, horizon_batch, load_saved_heads, 
 from mtp_bench.api.masks import plain_forward_inputs
 from mtp_bench.api.method import MethodContext
 from mtp_bench.api.targets import target_loss
-from mtp_bench.methods.params import MedusaParams
+from mtp_bench.methods.medusa_params import MedusaParams
 
 
 class ResidualBlock(nn.Module):

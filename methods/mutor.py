@@ -93,7 +93,7 @@ from mtp_bench.api.method import MethodContext
 from mtp_bench.api.targets import count_targets, shifted_targets, target_loss
 from mtp_bench.methods.mutor_grid import grid_registers
 from mtp_bench.methods.mutor_layout import RegisterLayout, place_registers, register_forward_inputs, select_registers
-from mtp_bench.methods.params import MuToRParams
+from mtp_bench.methods.mutor_params import MuToRParams
 
 MASK_IMPLEMENTATIONS = ("eager", "sdpa")  # attention kernels that read an arbitrary 4D mask
 

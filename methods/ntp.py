@@ -17,7 +17,7 @@ from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
 from mtp_bench.api.masks import plain_forward_inputs
 from mtp_bench.api.method import MethodContext
 from mtp_bench.api.targets import count_targets, shifted_targets, target_loss
-from mtp_bench.methods.params import NTPParams
+from mtp_bench.methods.ntp_params import NTPParams
 
 
 @dataclass(eq=False)

@@ -36,7 +36,7 @@ def check_data(trials: list[TrialConfig]) -> None:
         if hook is None:
             continue
         try:
-            n_train = hook(task_cls(task_cls.Params.model_validate(data.params)))
+            n_train = hook(registry.build(registry.TASKS, data.task, data.params))
         except DataError as exc:
             problems.append(f"data: {' '.join(str(exc).split())}")
             continue

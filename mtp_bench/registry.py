@@ -3,7 +3,8 @@
 Built-in plugins are registered in our own ``pyproject.toml``; an out-of-tree package adds one by declaring an entry
 point in the same group. An unknown name gets a message listing what is installed, with a close match if any.
 
-Names are checked from the installed metadata alone, and a plugin's settings model (``Params``) is read from a light
+Every plugin built from a suite's settings is built by :func:`build` (the trial's task and method, its scorers,
+a task built inside another). Names are checked from the installed metadata alone, and a plugin's settings model (``Params``) is read from a light
 twin group (``mtp_bench.method_params``, ...) when the plugin declares one there, so validating a suite imports no
 plugin and no torch. A plugin without such an entry still works: its module is imported to read ``Params``.
 """
@@ -99,17 +100,13 @@ def load_params(group: str, name: str) -> type:
         raise PluginError(f"{kind} {name!r}: its settings model ({light.value}) failed to import: {exc}") from exc
 
 
-def load_method(name: str) -> Any:
-    return load(METHODS, name)
+def build(group: str, name: str, params: Any, *context: Any) -> Any:
+    """The plugin ``name`` of ``group`` built from its settings: ``params`` (a mapping, as a suite holds them)
+    validated by the same settings model ``mtp-bench validate`` used (:func:`load_params`), then passed to the
+    plugin's class with ``context`` (a method also takes its :class:`~mtp_bench.api.method.MethodContext`)."""
+    settings = load_params(group, name).model_validate(params)
+    return load(group, name)(settings, *context)
 
 
-def load_scorer(name: str) -> Any:
-    return load(SCORERS, name)
-
-
-def load_task(name: str) -> Any:
-    return load(TASKS, name)
-
-
-__all__ = ["METHODS", "PARAMS_GROUPS", "SCORERS", "TASKS", "PluginError", "PluginInfo", "available", "check_name",
-           "load", "load_params", "names", "unknown_message"]
+__all__ = ["METHODS", "PARAMS_GROUPS", "SCORERS", "TASKS", "PluginError", "PluginInfo", "available", "build",
+           "check_name", "load", "load_params", "names", "unknown_message"]

@@ -68,7 +68,7 @@ def installed_methods() -> list:
     params = []
     for name in registry.names(registry.METHODS):
         try:
-            registry.load_method(name)
+            registry.load(registry.METHODS, name)
             params.append(pytest.param(name))
         except registry.PluginError as exc:
             params.append(pytest.param(name, marks=pytest.mark.skip(reason=str(exc)[:120])))
@@ -79,7 +79,7 @@ def installed_methods() -> list:
 def test_every_method_trains_its_next_token_path_with_the_same_mask(name):
     """The option reaches every method identically: a method's ``loss/ntp`` equals NTP's on the same batch with the
     same setting (and the setting does change it). A method without a ``loss/ntp`` term must still run with it."""
-    cls = registry.load_method(name)
+    cls = registry.load(registry.METHODS, name)
     sums = {}
     for bidirectional in (True, False):
         batch = make_batch(random_pairs(2, PAIRS), bidirectional_prompt=bidirectional)

@@ -8,10 +8,10 @@ import pytest
 
 from conftest import make_batch
 from mtp_bench.api import IGNORE_INDEX
-from mtp_bench.data.gsm8k import GSM8K, GSM8KParams, gold_answer
 from mtp_bench.data.pipeline import StepSampler, build_splits
-from mtp_bench.data.text import PlainText, PlainTextParams
 from mtp_bench.errors import DataError
+from mtp_bench.tasks.gsm8k import GSM8K, GSM8KParams, gold_answer
+from mtp_bench.tasks.text import PlainText, PlainTextParams
 
 
 def test_gsm8k_local_copy_loads_in_the_papers_format(gsm8k_dir) -> None:

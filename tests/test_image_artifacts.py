@@ -8,7 +8,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from mtp_bench.evaluation.image_artifacts import MIN_SIDE, sample_grid_png
+from mtp_bench.scorers.image_artifacts import MIN_SIDE, sample_grid_png
 
 
 def decode(png: bytes) -> np.ndarray:
@@ -82,9 +82,9 @@ def test_colour_images_and_missing_samples() -> None:
 
 
 def test_pattern_classes_are_named_by_their_rule_and_digits_by_their_number() -> None:
-    from mtp_bench.data.image_digits import ImageDigits, ImageDigitsParams
-    from mtp_bench.data.image_patterns import ImagePatterns, ImagePatternsParams
-    from mtp_bench.evaluation.image_scorer import class_names
+    from mtp_bench.scorers.image import class_names
+    from mtp_bench.tasks.image_digits import ImageDigits, ImageDigitsParams
+    from mtp_bench.tasks.image_patterns import ImagePatterns, ImagePatternsParams
 
     rules = ["repeat_rows", "mirror_columns"]
     assert class_names(ImagePatterns(ImagePatternsParams(size=4, colours=4, rules=rules, train_size=60, test_size=12))) == rules

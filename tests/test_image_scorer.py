@@ -13,22 +13,17 @@ import pytest
 import torch
 
 from mtp_bench.data.image_codec import NULL_CLASS
-from mtp_bench.data.image_codes import ImageCodes
-from mtp_bench.data.image_patterns import ImagePatterns, ImagePatternsParams
 from mtp_bench.data.pipeline import build_splits
-from mtp_bench.evaluation import image_artifacts as art
 from mtp_bench.evaluation.context import ScoringContext
-from mtp_bench.evaluation.image_metrics import (
-    class_consistency,
-    classifier_score,
-    frechet_distance,
-    gaussian,
-)
-from mtp_bench.evaluation.image_scorer import ImageScorer
-from mtp_bench.evaluation.image_scorer_params import ImageScorerParams
 from mtp_bench.evaluation.runner import selection_metric
 from mtp_bench.models.tokenizer import trained_tokenizer
+from mtp_bench.scorers import image_artifacts as art
+from mtp_bench.scorers.image import ImageScorer
+from mtp_bench.scorers.image_metrics import class_consistency, classifier_score, frechet_distance, gaussian
+from mtp_bench.scorers.image_params import ImageScorerParams
 from mtp_bench.suite.sections import EvalConfig
+from mtp_bench.tasks.image_codes import ImageCodes
+from mtp_bench.tasks.image_patterns import ImagePatterns, ImagePatternsParams
 
 # ------------------------------------------------------------------------------------------------ metrics ----
 
@@ -76,7 +71,7 @@ def patterns_setup(tmp_path, monkeypatch):
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config).eval()
-    return task, splits, tokenizer, ScoringContext(model=model, tokenizer=tokenizer, batch_size=8)
+    return task, splits, tokenizer, ScoringContext(model=model, tokenizer=tokenizer, task=task, batch_size=8)
 
 
 def test_scorer_samples_every_class_and_measures_it(patterns_setup) -> None:
@@ -110,12 +105,14 @@ def test_guidance_scale_one_needs_no_null_class(patterns_setup) -> None:
         ImageScorer(ImageScorerParams(classes=[5])).score(context, splits.test)
 
 
-def test_scorer_refuses_text_examples(patterns_setup) -> None:
+def test_scorer_refuses_a_text_task(patterns_setup) -> None:
     from mtp_bench.api.task import Example
     from mtp_bench.errors import DataError
+    from mtp_bench.tasks.addition import Addition, AdditionParams
 
     _, _, _, context = patterns_setup
-    with pytest.raises(DataError, match="image tasks only"):
+    context.task = Addition(AdditionParams())
+    with pytest.raises(DataError, match="image tasks only .* not 'addition'"):
         ImageScorer(ImageScorerParams()).score(context, [Example("q", "a", {"question": "q"})])
 
 
@@ -130,7 +127,7 @@ def test_vq_code_task_saves_codes_and_needs_a_decoder(tmp_path, patterns_setup, 
     task = ImageCodes(codes_params(tmp_path / "codes").model_copy(update={"codebook_size": 3, "num_classes": 2}))
     splits = build_splits(task)
     vocab_tokenizer = trained_tokenizer("word", [" ".join(task.vocabulary())], 64)
-    context.tokenizer = vocab_tokenizer
+    context.tokenizer, context.task = vocab_tokenizer, task
     result = ImageScorer(ImageScorerParams(samples_per_class=2)).score(context, splits.test)
     assert np.load(io.BytesIO(result.files["codes.npy"])).shape == (4, 16)
     assert "classifier_frechet_distance" not in result.metrics and "samples.png" not in result.files

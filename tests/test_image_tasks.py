@@ -9,11 +9,11 @@ import pytest
 from mtp_bench import registry
 from mtp_bench.api.task import Task
 from mtp_bench.data.image_codec import GreyLevels, check_grid, codes_text
-from mtp_bench.data.image_codes import ImageCodes, ImageCodesParams
-from mtp_bench.data.image_digits import ImageDigits, ImageDigitsParams
-from mtp_bench.data.image_patterns import ImagePatterns, ImagePatternsParams, apply_rule, check_pattern
 from mtp_bench.data.pipeline import ConditionDropout, TokenizedExample, build_splits
 from mtp_bench.errors import DataError
+from mtp_bench.tasks.image_codes import ImageCodes, ImageCodesParams
+from mtp_bench.tasks.image_digits import ImageDigits, ImageDigitsParams
+from mtp_bench.tasks.image_patterns import ImagePatterns, ImagePatternsParams, apply_rule, check_pattern
 
 # ------------------------------------------------------------------------------------------------ quantiser ----
 
@@ -141,7 +141,7 @@ def test_codes_reader_on_llamagen_layout(tmp_path) -> None:
     again = [r["codes"] for r in ImageCodes(codes_params(tmp_path, augmentation="random")).records("train")]
     assert all(np.array_equal(a, b) for a, b in zip(randomly, again))
     assert len(task.vocabulary()) == 5 + 1 + 32
-    assert registry.load_task("image_codes") is ImageCodes
+    assert registry.load(registry.TASKS, "image_codes") is ImageCodes
 
 
 @pytest.mark.parametrize(

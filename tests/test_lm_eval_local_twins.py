@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from mtp_bench import cli
-from mtp_bench.data.make_math_twin import main as make_math_twin
 from mtp_bench.evaluation.lm_eval_bridge import LmEvalError, _read_yaml, load_tasks, preflight, task_manager
 from mtp_bench.suite.models import LmEvalConfig
+from mtp_bench.tasks.make_math_twin import main as make_math_twin
 
 REPO = Path(__file__).resolve().parents[1]
 AQUA = REPO.parent / "shared" / "data" / "aqua"

@@ -53,7 +53,7 @@ def test_installed_wheel_finds_builtin_methods_through_entry_points(wheel: Path,
         "import mtp_bench, importlib.util; "
         f"assert mtp_bench.__file__.startswith({str(target)!r}), mtp_bench.__file__; "
         "assert importlib.util.find_spec('methods') is None, 'top-level methods importable'; "
-        "from mtp_bench import registry; cls = registry.load_method('ntp'); "
+        "from mtp_bench import registry; cls = registry.load(registry.METHODS, 'ntp'); "
         "print(cls.__module__, registry.available(registry.METHODS)[0].distribution)"
     )
     # PYTHONPATH puts the installed copy ahead of the editable install; the probe asserts that it is the one used.

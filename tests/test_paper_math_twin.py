@@ -1,4 +1,4 @@
-"""The math-family CPU twin's data generator (``python -m mtp_bench.data.make_math_twin``): the files it writes are
+"""The math-family CPU twin's data generator (``python -m mtp_bench.tasks.make_math_twin``): the files it writes are
 read by the openmathinstruct2 and math500 tasks exactly as the twin suite reads them (problem-source filter, boxed
 targets whose box math-verify accepts as the gold), from GSM8K rows or from generated word problems; bad input is a
 DataError naming the file (and line); the twin suite validates on the files and refuses to start without them."""
@@ -12,11 +12,11 @@ import pytest
 
 from mtp_bench import cli
 from mtp_bench.cli.entry import run_script
-from mtp_bench.data.make_math_twin import SOURCES, boxed_solution, main, make_twin
-from mtp_bench.data.math500 import MATH500, MATH500Params, last_boxed
-from mtp_bench.data.openmathinstruct2 import OpenMathInstruct2, OpenMathInstruct2Params
 from mtp_bench.errors import DataError
-from mtp_bench.evaluation.math_scorer import equivalent
+from mtp_bench.scorers.math import equivalent
+from mtp_bench.tasks.make_math_twin import SOURCES, boxed_solution, main, make_twin
+from mtp_bench.tasks.math500 import MATH500, MATH500Params, last_boxed
+from mtp_bench.tasks.openmathinstruct2 import OpenMathInstruct2, OpenMathInstruct2Params
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,11 +12,11 @@ import yaml
 from bad_input_support import refused, write_base_suite
 
 from mtp_bench import cli
-from mtp_bench.data.aqua_rat import AquaRat, AquaRatParams
-from mtp_bench.data.dialogsum import DialogSum, DialogSumParams
-from mtp_bench.data.math500 import MATH500, MATH500Params
-from mtp_bench.data.openmathinstruct2 import OpenMathInstruct2, OpenMathInstruct2Params
-from mtp_bench.data.samsum import SAMSum, SAMSumParams
+from mtp_bench.tasks.aqua_rat import AquaRat, AquaRatParams
+from mtp_bench.tasks.dialogsum import DialogSum, DialogSumParams
+from mtp_bench.tasks.math500 import MATH500, MATH500Params
+from mtp_bench.tasks.openmathinstruct2 import OpenMathInstruct2, OpenMathInstruct2Params
+from mtp_bench.tasks.samsum import SAMSum, SAMSumParams
 
 
 def lines(rows: list[dict | str]) -> str:

@@ -11,8 +11,8 @@ import pytest
 
 from mtp_bench.api.task import Example
 from mtp_bench.data.pipeline import format_examples
-from mtp_bench.evaluation.paper_scorer_params import RougeParams
-from mtp_bench.evaluation.rouge_scorer import ROUGE_TYPES, Rouge, rouge
+from mtp_bench.scorers.rouge import ROUGE_TYPES, Rouge, rouge
+from mtp_bench.scorers.rouge_params import RougeParams
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -50,7 +50,7 @@ def test_per_reference_means_weigh_every_pair_by_hand() -> None:
 def test_per_reference_on_real_dialogsum_is_the_mean_over_its_1500_pairs() -> None:
     if not (SHARED / "dialogsum" / "dialogsum.test.jsonl").is_file():
         pytest.skip(f"DialogSum not found at {SHARED / 'dialogsum'} (the shared data folder beside the repository)")
-    from mtp_bench.data.dialogsum import DialogSum, DialogSumParams
+    from mtp_bench.tasks.dialogsum import DialogSum, DialogSumParams
 
     task = DialogSum(DialogSumParams(path=str(SHARED / "dialogsum"), train_file="dialogsum.dev.jsonl"))
     records = task.records("test")

@@ -10,10 +10,12 @@ import pytest
 
 from mtp_bench.api.task import Example
 from mtp_bench.data.pipeline import format_examples
-from mtp_bench.evaluation.math_scorer import MathAnswer, equivalent
-from mtp_bench.evaluation.multiple_choice import MultipleChoice, flexible_letter, strict_letter
-from mtp_bench.evaluation.paper_scorer_params import MathParams, MultipleChoiceParams, RougeParams
-from mtp_bench.evaluation.rouge_scorer import Rouge, rouge
+from mtp_bench.scorers.math import MathAnswer, equivalent
+from mtp_bench.scorers.math_params import MathParams
+from mtp_bench.scorers.multiple_choice import MultipleChoice, flexible_letter, strict_letter
+from mtp_bench.scorers.multiple_choice_params import MultipleChoiceParams
+from mtp_bench.scorers.rouge import Rouge, rouge
+from mtp_bench.scorers.rouge_params import RougeParams
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -191,7 +193,7 @@ def test_flexible_reading_recovers_aqua_rationales_own_answers() -> None:
     wrong = sum(letter is not None and letter != row["correct"].strip() for letter, row in zip(read, rows))
     assert right >= 470 and wrong <= 2, (right, wrong)
     # the questions and their options, which a model may echo, state no answer
-    from mtp_bench.data.aqua_rat import options_text
+    from mtp_bench.tasks.aqua_rat import options_text
 
     assert all(flexible_letter(f"{row['question']}\n{options_text(row['options'])}") is None for row in rows)
 
@@ -209,7 +211,7 @@ def test_the_aqua_training_format_is_what_the_scorer_reads() -> None:
     """Every real AQuA-RAT test answer, formatted as the task trains it, is read back as its gold letter."""
     if not (SHARED / "aqua" / "test.json").is_file():
         pytest.skip(f"AQuA-RAT not found at {SHARED / 'aqua'} (the shared data folder beside the repository)")
-    from mtp_bench.data.aqua_rat import AquaRat, AquaRatParams
+    from mtp_bench.tasks.aqua_rat import AquaRat, AquaRatParams
 
     task = AquaRat(AquaRatParams(path=str(SHARED / "aqua"), train_file="dev.json"))
     examples = format_examples(task.records("test"), task.prompt_template, task.answer_template, "aqua")
@@ -252,7 +254,7 @@ def test_rouge_scorer_on_real_dialogsum_references() -> None:
     the multi-reference score is never below any single reference's."""
     if not (SHARED / "dialogsum" / "dialogsum.test.jsonl").is_file():
         pytest.skip(f"DialogSum not found at {SHARED / 'dialogsum'} (the shared data folder beside the repository)")
-    from mtp_bench.data.dialogsum import DialogSum, DialogSumParams
+    from mtp_bench.tasks.dialogsum import DialogSum, DialogSumParams
 
     task = DialogSum(DialogSumParams(path=str(SHARED / "dialogsum"), train_file="dialogsum.dev.jsonl"))
     records = task.records("test")[:5]

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mtp_bench.data.aqua_rat import AquaRat, AquaRatParams
-from mtp_bench.data.dialogsum import DialogSum, DialogSumParams
-from mtp_bench.data.math500 import MATH500, MATH500Params, last_boxed
-from mtp_bench.data.openmathinstruct2 import OpenMathInstruct2, OpenMathInstruct2Params
 from mtp_bench.data.pipeline import format_examples
-from mtp_bench.data.samsum import SAMSum, SAMSumParams
 from mtp_bench.errors import DataError
+from mtp_bench.tasks.aqua_rat import AquaRat, AquaRatParams
+from mtp_bench.tasks.dialogsum import DialogSum, DialogSumParams
+from mtp_bench.tasks.math500 import MATH500, MATH500Params, last_boxed
+from mtp_bench.tasks.openmathinstruct2 import OpenMathInstruct2, OpenMathInstruct2Params
+from mtp_bench.tasks.samsum import SAMSum, SAMSumParams
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -124,7 +124,7 @@ def test_aqua_hub_streams_the_chosen_splits(fake_hub) -> None:
 def test_aqua_hub_skips_malformed_rows_and_says_how_many(fake_hub, caplog) -> None:
     good = {"question": "q", "options": ["A)1", "B)2", "C)3", "D)4", "E)5"], "rationale": "r", "correct": "C"}
     fake_hub({("deepmind/aqua_rat", "raw", "train"): [good, {**good, "correct": "Z"}, good]})
-    with caplog.at_level("WARNING", logger="mtp_bench.data.aqua_rat"):
+    with caplog.at_level("WARNING", logger="mtp_bench.tasks.aqua_rat"):
         rows = AquaRat(AquaRatParams(source="hub")).records("train")
     assert len(rows) == 2
     assert "skipped 1 malformed row(s), first: row 1: correct answer 'Z'" in caplog.text
@@ -424,8 +424,9 @@ def test_unreachable_hub_says_so_and_suggests_local_path(monkeypatch, task, para
 
 
 def test_task_modules_import_no_torch() -> None:
-    code = ("import sys; import mtp_bench.data.aqua_rat, mtp_bench.data.dialogsum, mtp_bench.data.samsum, "
-            "mtp_bench.data.math500, mtp_bench.data.openmathinstruct2, mtp_bench.evaluation.paper_scorer_params; "
+    code = ("import sys; import mtp_bench.tasks.aqua_rat, mtp_bench.tasks.dialogsum, mtp_bench.tasks.samsum, "
+            "mtp_bench.tasks.math500, mtp_bench.tasks.openmathinstruct2, mtp_bench.scorers.math_params, "
+            "mtp_bench.scorers.multiple_choice_params, mtp_bench.scorers.rouge_params; "
             "assert 'torch' not in sys.modules and 'datasets' not in sys.modules, 'heavy import'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -40,7 +40,7 @@ def out_of_tree_plugin(tmp_path, monkeypatch):
 def test_documented_out_of_tree_method_is_found_and_trains(out_of_tree_plugin) -> None:
     info = {i.name: i for i in registry.available(registry.METHODS)}
     assert info["skip_one"].distribution == "my-mtp" and info["ntp"].distribution == "mtp-bench"
-    cls = registry.load_method("skip_one")
+    cls = registry.load(registry.METHODS, "skip_one")
     method = cls(cls.Params(weight=0.5), MethodContext(train_mode="full"))
     model = make_model("llama")
     batch = method.transform(make_batch(random_pairs(0, [(3, 5), (2, 4)])), torch.Generator())
@@ -53,6 +53,6 @@ def test_documented_out_of_tree_method_is_found_and_trains(out_of_tree_plugin) -
 
 def test_unknown_method_lists_what_is_installed() -> None:
     with pytest.raises(registry.PluginError) as error:
-        registry.load_method("nttp")
+        registry.load(registry.METHODS, "nttp")
     message = str(error.value)
     assert "unknown method 'nttp' (did you mean 'ntp'?)" in message and "installed methods: " in message

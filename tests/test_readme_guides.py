@@ -63,7 +63,7 @@ def test_the_guides_plugins_are_found(guide_plugins) -> None:
 
 
 def test_the_task_writes_disjoint_fixed_splits(guide_plugins) -> None:
-    cls = registry.load_task("reverse")
+    cls = registry.load(registry.TASKS, "reverse")
     task = cls(cls.Params(length=3, train_size=50, test_size=10))
     train, test = task.records("train"), task.records("test")
     assert len(train) == 50 and len(test) == 10 and task.records("train") == train
@@ -74,7 +74,7 @@ def test_the_task_writes_disjoint_fixed_splits(guide_plugins) -> None:
 
 
 def test_the_scorer_gives_partial_credit(guide_plugins) -> None:
-    cls = registry.load_scorer("position_accuracy")
+    cls = registry.load(registry.SCORERS, "position_accuracy")
     scorer = cls(cls.Params())
     examples = [Example("3 1 4 =", " 4 1 3"), Example("5 6 7 =", " 7 6 5")]
 

@@ -27,7 +27,7 @@ def two_methods() -> list[dict[str, Any]]:
     """NTP against MuToR where MuToR is installed (then "the same metric names" is a real claim), else two
     labelled NTP entries: the run shape is the same."""
     try:
-        registry.load_method("mutor")
+        registry.load(registry.METHODS, "mutor")
     except registry.PluginError:
         return [{"name": "ntp", "label": "ntp-a"}, {"name": "ntp", "label": "ntp-b"}]
     return [{"name": "ntp"}, {"name": "mutor"}]

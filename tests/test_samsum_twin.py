@@ -1,4 +1,4 @@
-"""The SAMSum CPU twin's data (``python -m mtp_bench.data.make_samsum_twin``): DialogSum's real dev/test files (read
+"""The SAMSum CPU twin's data (``python -m mtp_bench.tasks.make_samsum_twin``): DialogSum's real dev/test files (read
 from ../shared/data/dialogsum in place) become SAMSum-format files in which every speaker tag is one name, the same
 in the turns and the summary, never a name the text already uses; the ``samsum`` task reads them as the twin suite
 does; the output is deterministic in the seed; a bad source line is a DataError naming file:line; the generated
@@ -14,9 +14,9 @@ import pytest
 
 from mtp_bench import cli
 from mtp_bench.cli.entry import run_script
-from mtp_bench.data.make_samsum_twin import NAMES, main, make_twin
-from mtp_bench.data.samsum import SAMSum, SAMSumParams
 from mtp_bench.errors import DataError
+from mtp_bench.tasks.make_samsum_twin import NAMES, main, make_twin
+from mtp_bench.tasks.samsum import SAMSum, SAMSumParams
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = str(REPO / "suites" / "samsum_tiny.yaml")

@@ -9,16 +9,10 @@ import pytest
 
 from mtp_bench import registry
 from mtp_bench.api.task import Example
-from mtp_bench.evaluation.gsm8k_scorer import (
-    AnswerExactMatch,
-    ExactMatchParams,
-    GSM8KExactMatch,
-    GSM8KScorerParams,
-    flexible_answer,
-    normalize_number,
-    strict_answer,
-)
-from mtp_bench.evaluation.star_graph_scorer import StarGraphParams, StarGraphScorer, parse_path
+from mtp_bench.scorers.exact_match import AnswerExactMatch
+from mtp_bench.scorers.exact_match_params import ExactMatchParams
+from mtp_bench.scorers.gsm8k import GSM8KExactMatch, GSM8KScorerParams, flexible_answer, normalize_number, strict_answer
+from mtp_bench.scorers.star_graph import StarGraphParams, StarGraphScorer, parse_path
 
 
 class CannedContext:
@@ -140,8 +134,8 @@ def test_star_graph_undirected_accepts_walks_back_and_averages() -> None:
 
 
 def test_scorers_are_registered_plugins() -> None:
-    assert registry.load_scorer("star_graph") is StarGraphScorer
-    assert registry.load_scorer("gsm8k") is GSM8KExactMatch
+    assert registry.load(registry.SCORERS, "star_graph") is StarGraphScorer
+    assert registry.load(registry.SCORERS, "gsm8k") is GSM8KExactMatch
     for cls in (StarGraphScorer, GSM8KExactMatch, AnswerExactMatch):
         assert cls.main_metric in {"full_path_accuracy", "exact_match"}
         with pytest.raises(ValueError):

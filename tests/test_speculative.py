@@ -18,13 +18,13 @@ from mtp_bench.api.task import Example
 from mtp_bench.evaluation.context import ScoringContext
 from mtp_bench.evaluation.generate import greedy_generate
 from mtp_bench.evaluation.speculative_decoding import DraftStats, compare_with_greedy, speculative_generate
-from mtp_bench.evaluation.speculative_decoding_scorer import SpeculativeDecoding, SpeculativeParams
 from mtp_bench.methods.deepseek_mtp import DeepSeekMTP, DeepSeekMTPParams
 from mtp_bench.methods.medusa import Medusa, MedusaParams
 from mtp_bench.methods.mtp_heads import MTPHeadsParams, MultiTokenHeads
 from mtp_bench.methods.mutor import RegisterDrafter
 from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
 from mtp_bench.models.tokenizer import trained_tokenizer
+from mtp_bench.scorers.speculative import SpeculativeDecoding, SpeculativeParams
 from mtp_bench.suite.models import TrainConfig
 from mtp_bench.train.loop import LoopCallbacks, Trainer, TrainModule
 

@@ -15,14 +15,14 @@ import pytest
 
 from mtp_bench import registry
 from mtp_bench.api.task import Task
-from mtp_bench.data.arithmetic import Addition, AdditionParams, make_problem, spaced
-from mtp_bench.data.gsm8k import gold_answer
 from mtp_bench.data.pipeline import build_splits, format_examples
-from mtp_bench.data.star_graph import StarGraph, StarGraphParams, graph_key
-from mtp_bench.data.word_problems import WordProblemParams, WordProblems
-from mtp_bench.evaluation.gsm8k_scorer import normalize_number, strict_answer
+from mtp_bench.scorers.gsm8k import normalize_number, strict_answer
 from mtp_bench.suite import SuiteError
 from mtp_bench.suite.load import validate_plugin_params
+from mtp_bench.tasks.addition import Addition, AdditionParams, make_problem, spaced
+from mtp_bench.tasks.gsm8k import gold_answer
+from mtp_bench.tasks.star_graph import StarGraph, StarGraphParams, graph_key
+from mtp_bench.tasks.word_problems import WordProblemParams, WordProblems
 
 # ------------------------------------------------------------------------------------------------ star graph ----
 
@@ -261,7 +261,7 @@ def test_word_problems_that_cannot_be_made_are_a_clear_error() -> None:
 
 @pytest.mark.parametrize("name", ["star_graph", "addition", "word_problems"])
 def test_tasks_are_installed_and_follow_the_protocol(name: str) -> None:
-    cls = registry.load_task(name)
+    cls = registry.load(registry.TASKS, name)
     task = cls(cls.Params(train_size=20, test_size=5))
     assert isinstance(task, Task) and task.name == name
     splits = build_splits(task, validation_size=4)
@@ -275,7 +275,7 @@ def test_gold_answers_survive_the_tokenizer_round_trip(name: str) -> None:
     from mtp_bench.data.pipeline import tokenize
     from mtp_bench.models.tokenizer import trained_tokenizer
 
-    cls = registry.load_task(name)
+    cls = registry.load(registry.TASKS, name)
     task = cls(cls.Params(train_size=300, test_size=50))
     splits = build_splits(task)
     tokenizer = trained_tokenizer(task.tokenizer_kind, [e.prompt + e.answer for e in splits.train], 512)

@@ -94,8 +94,8 @@ def _preload(job: dict[str, Any]) -> None:
     from mtp_bench.suite.presets import PRESETS
 
     document = job["document"]
-    registry.load_method(document["method"]["name"])
-    registry.load_task(document["data"]["task"])
+    registry.load(registry.METHODS, document["method"]["name"])
+    registry.load(registry.TASKS, document["data"]["task"])
     preset = document["model"].get("preset")
     if preset in PRESETS:
         model_type = PRESETS[preset][0]

@@ -42,7 +42,7 @@ def drafting_methods(k: int) -> list[dict[str, Any]]:
 
     entries = []
     for name in registry.names(registry.METHODS):
-        cls = registry.load_method(name)
+        cls = registry.load(registry.METHODS, name)
         params = DRAFTING[name](k) if name in DRAFTING else {}
         method = cls(cls.Params.model_validate(params), MethodContext(train_mode="full"))
         if isinstance(method, SupportsDrafting):
@@ -95,8 +95,8 @@ def measure(prepared: Any, settings: Settings) -> dict[str, Any]:
     """Greedy and speculative decoding of the held-out prompts, interleaved prompt by prompt."""
     from mtp_bench.data.pipeline import encode_prompt
     from mtp_bench.evaluation.generate import greedy_generate
-    from mtp_bench.evaluation.gsm8k_scorer import normalize_number, strict_answer
     from mtp_bench.evaluation.speculative_decoding import DraftStats, speculative_generate
+    from mtp_bench.scorers.gsm8k import normalize_number, strict_answer
 
     sizes, tokenizer, device = settings.sizes, prepared.tokenizer, prepared.device
     method, extra = prepared.method, prepared.module.extra
@@ -174,7 +174,7 @@ def run(settings: Settings) -> Section:
                    *(["speedup (CPU time)"] if cpu_clock else []), "greedy tokens/s", "mismatches"], rows)
     from mtp_bench import registry
 
-    drafters = [(registry.load_method(trial.method.name), trial.method.params) for trial in chosen]
+    drafters = [(registry.load(registry.METHODS, trial.method.name), trial.method.params) for trial in chosen]
     costs = step_costs(drafters, sizes.spec_k, sizes.quick, resolve_device(settings.device))
     implied = Table(["drafting method", "τ (tiny model, measured)", "greedy token at depth (ms)",
                      "verifier + drafter step at depth (ms)", "step cost (× greedy token)",

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtp_bench.data.aqua_rat import check_row as check_aqua_row
 from mtp_bench.data.files import read_jsonl
-from mtp_bench.data.math500 import last_boxed
+from mtp_bench.tasks.aqua_rat import check_row as check_aqua_row
+from mtp_bench.tasks.math500 import last_boxed
 
 LETTERS = "ABCDEFG"  # AGIEval names up to seven options
 
@@ -54,7 +54,7 @@ LOCAL_DATA = {
     "aqua_rat": LocalData("MTP_BENCH_AQUA_DIR", "AQuA-RAT's original JSON-lines files (question, options, rationale, "
                                                 "correct)", _check_aqua),
     "math500": LocalData("MTP_BENCH_MATH500_DIR", "a MATH500-format test.jsonl (problem, solution with \\boxed{}, "
-                                                  "answer), e.g. written by python -m mtp_bench.data.make_math_twin",
+                                                  "answer), e.g. written by python -m mtp_bench.tasks.make_math_twin",
                          _check_math500),
 }
 """Data family (a shipped YAML's ``metadata.local_data``) -> where its folder comes from and how its files are

@@ -64,11 +64,7 @@ def held_out_loss(
 
 
 def build_scorers(cfg: EvalConfig) -> list[Any]:
-    scorers = []
-    for entry in cfg.scorers:
-        cls = registry.load_scorer(entry.name)
-        scorers.append(cls(cls.Params.model_validate(entry.params)))
-    return scorers
+    return [registry.build(registry.SCORERS, entry.name, entry.params) for entry in cfg.scorers]
 
 
 def score_split(context: EvalContext, scorers: list[Any], examples: list[Example], split: str) -> SplitResult:

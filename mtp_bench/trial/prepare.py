@@ -34,6 +34,7 @@ class Prepared:
     """Everything a trial builds before training, kept together so tests and benchmarks can reuse it."""
 
     trial: TrialConfig
+    task: Any
     method: Any
     tokenizer: Any
     module: TrainModule
@@ -52,14 +53,12 @@ class Prepared:
 
 
 def build_task(trial: TrialConfig) -> Any:
-    cls = registry.load_task(trial.data.task)
-    return cls(cls.Params.model_validate(trial.data.params))
+    return registry.build(registry.TASKS, trial.data.task, trial.data.params)
 
 
 def build_method(trial: TrialConfig) -> Any:
-    cls = registry.load_method(trial.method.name)
     context = MethodContext(train_mode=trial.train.mode, bidirectional_prompt=trial.bidirectional_prompt)
-    return cls(cls.Params.model_validate(trial.method.params), context)
+    return registry.build(registry.METHODS, trial.method.name, trial.method.params, context)
 
 
 def prepare(trial: TrialConfig, device: torch.device | None = None) -> Prepared:
@@ -91,7 +90,7 @@ def prepare(trial: TrialConfig, device: torch.device | None = None) -> Prepared:
     dropout = task.condition_dropout() if isinstance(task, DropsCondition) else None
     condition_dropout = None if dropout is None else ConditionDropout(
         encode_prompt(tokenizer, dropout[0]), dropout[1], trial.seed)
-    return Prepared(trial, method, tokenizer, module, splits, train_data, device, precision, condition_dropout)
+    return Prepared(trial, task, method, tokenizer, module, splits, train_data, device, precision, condition_dropout)
 
 
 def preload(trial: TrialConfig) -> None:
@@ -102,10 +101,10 @@ def preload(trial: TrialConfig) -> None:
 
     import mtp_bench.evaluation.runner  # noqa: F401
 
-    for load, name in [(registry.load_method, trial.method.name), (registry.load_task, trial.data.task),
-                       *((registry.load_scorer, s.name) for s in trial.evaluation.scorers)]:
+    for group, name in [(registry.METHODS, trial.method.name), (registry.TASKS, trial.data.task),
+                        *((registry.SCORERS, s.name) for s in trial.evaluation.scorers)]:
         try:
-            load(name)
+            registry.load(group, name)
         except Exception:  # noqa: BLE001, S112 - reported by the trial itself
             continue
     if trial.model.preset is not None:

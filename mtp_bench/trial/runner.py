@@ -77,6 +77,7 @@ class TrialRunner:
         return ScoringContext(
             model=model,
             tokenizer=self.p.tokenizer,
+            task=self.p.task,
             method=self.p.method,
             extra=self.p.module.extra,
             train_model=self.p.module.model,

@@ -27,16 +27,15 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mtp_bench.data.image_codec import GreyLevels, image_vocabulary
-from mtp_bench.data.images import (
+from mtp_bench.errors import DataError
+from mtp_bench.tasks.images import (
     ANSWER_TEMPLATE,
     CLASS_DROPOUT_DOC,
     PROMPT_TEMPLATE,
     dropout_hook,
     image_record,
-    task_spec,
 )
-from mtp_bench.data.star_graph import draw_distinct
-from mtp_bench.errors import DataError
+from mtp_bench.tasks.star_graph import draw_distinct
 
 Rule = Literal["mirror_rows", "mirror_columns", "repeat_rows", "repeat_columns", "shift_right", "rotate_180"]
 RULES: tuple[str, ...] = ("mirror_rows", "mirror_columns", "repeat_rows", "repeat_columns", "shift_right",
@@ -162,5 +161,4 @@ class ImagePatterns:
             raise DataError(f"image_patterns: unknown split {split!r} (train or test)")
         test, test_keys = self._split("test", self.params.test_size, None)
         items = test if split == "test" else self._split("train", self.params.train_size, test_keys)[0]
-        spec = task_spec(self.name, self.params)
-        return [image_record(label, grid, spec, index) for index, (label, grid) in enumerate(items)]
+        return [image_record(label, grid, index) for index, (label, grid) in enumerate(items)]

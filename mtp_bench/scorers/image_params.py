@@ -1,18 +1,18 @@
-"""Settings of the ``image`` scorer: a pydantic model only, no torch, so that a suite validates without importing the
-scorer (the ``mtp_bench.scorer_params`` entry point names this class)."""
+"""Settings of the ``image`` scorer (class-conditional image generation); imports no torch, so that a suite validates
+without importing the scorer (the ``mtp_bench.scorer_params`` entry point names it)."""
 
 from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from mtp_bench.api.settings import Settings
 
 _CALLABLE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
-class ImageScorerParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
+class ImageScorerParams(Settings):
     samples_per_class: int = Field(default=10, ge=1)
     """Images sampled per class at each evaluation (LlamaGen's ImageNet FID: 50 per class, 50,000 in all)."""
 

@@ -3,8 +3,9 @@
 For each class the scorer samples ``samples_per_class`` images (prompt: the class word; guidance: the null class;
 only code tokens are sampled, exactly ``H * W`` of them) with the shared sampler
 (:func:`mtp_bench.evaluation.sampling.sample_generate`), seeded by ``seed`` and the split: every evaluation, method and
-trial seed draws with the same random numbers on a split, and validation and test draw independently. The examples it is given only name the task (their records carry it) and, with
-``reference: split``, give the real images to compare against.
+trial seed draws with the same random numbers on a split, and validation and test draw independently. The task is
+the trial's own (``context.task``); the examples name the split and, with ``reference: split``, give the real images
+to compare against.
 
 Tasks whose codes decode to pixels (the grey-level quantiser: ``image_digits``, ``image_patterns``) get, from a
 small classifier trained once on the task's real training images (:mod:`.image_classifier`):
@@ -30,26 +31,25 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from mtp_bench import registry
 from mtp_bench.api.scorer import EvalContext, ScoreResult
 from mtp_bench.api.task import Example
 from mtp_bench.data.image_codec import NULL_CLASS, class_word, code_word
 from mtp_bench.data.pipeline import encode_prompt
 from mtp_bench.errors import DataError
-from mtp_bench.evaluation import image_artifacts as art
-from mtp_bench.evaluation.image_metrics import class_consistency, classifier_score, frechet_distance, gaussian
-from mtp_bench.evaluation.image_scorer_params import ImageScorerParams
 from mtp_bench.evaluation.sampling import sample_generate
+from mtp_bench.scorers import image_artifacts as art
+from mtp_bench.scorers.image_metrics import class_consistency, classifier_score, frechet_distance, gaussian
+from mtp_bench.scorers.image_params import ImageScorerParams
+from mtp_bench.tasks.images import ImageTask, task_spec
 
 
-def rebuild_task(examples: list[Example]) -> Any:
-    """The image task the examples come from (their records name it)."""
-    spec = examples[0].record.get("image_task") if examples else None
-    if not isinstance(spec, dict):
-        raise DataError("the image scorer scores image tasks only (image_digits, image_patterns, image_codes): these "
-                        "examples carry no image_task record")
-    cls = registry.load_task(spec["task"])
-    return cls(cls.Params.model_validate(spec["params"]))
+def image_task(context: EvalContext) -> ImageTask:
+    """The trial's task, which must be an image task."""
+    task = context.task
+    if not isinstance(task, ImageTask):
+        raise DataError("the image scorer scores image tasks only (image_digits, image_patterns, image_codes), not "
+                        f"{getattr(task, 'name', task)!r}")
+    return task
 
 
 def _pixels(task: Any, records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
@@ -128,7 +128,7 @@ class ImageScorer:
         return np.asarray([[code_of[t] for t in row] for row in tokens], dtype=np.int64).reshape(-1, *grid)
 
     def score(self, context: EvalContext, examples: list[Example]) -> ScoreResult:
-        task = rebuild_task(examples)
+        task = image_task(context)
         labels = [k for k in self.classes(task) for _ in range(self.params.samples_per_class)]
         codes = self.sample(context, task, labels, self.draw_seed(examples))
         label_array = np.asarray(labels, dtype=np.int64)
@@ -151,9 +151,9 @@ class ImageScorer:
 
     def _pixel_metrics(self, task: Any, examples: list[Example], codes: np.ndarray, labels: np.ndarray,
                        rows: list[dict[str, Any]], files: dict[str, bytes], title: str = "") -> dict[str, float]:
-        from mtp_bench.evaluation.image_classifier import classifier_for
+        from mtp_bench.scorers.image_classifier import classifier_for
 
-        spec = examples[0].record["image_task"]
+        spec = task_spec(task)
         memo_key = repr(spec)
         if memo_key not in self._train:  # the task's training images, read once per scorer (once per trial)
             records = task.records("train")

@@ -28,14 +28,15 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from mtp_bench import registry
 from mtp_bench.data.files import read_jsonl
-from mtp_bench.data.gsm8k import GSM8K, GSM8KParams
 from mtp_bench.data.hub import check_local_files, count_local, local_hint, stream_rows
-from mtp_bench.data.math500 import ANSWER_TEMPLATE, MATH500, PROMPT_TEMPLATE, MATH500Params, last_boxed
 from mtp_bench.errors import DataError
+from mtp_bench.tasks.gsm8k import GSM8KParams
+from mtp_bench.tasks.math500 import ANSWER_TEMPLATE, PROMPT_TEMPLATE, MATH500Params, last_boxed
 
 ProblemSource = Literal["gsm8k", "augmented_gsm8k", "math", "augmented_math"]
-TEST_TASKS: dict[str, tuple[type, type]] = {"gsm8k": (GSM8K, GSM8KParams), "math500": (MATH500, MATH500Params)}
+TEST_TASKS: dict[str, type] = {"gsm8k": GSM8KParams, "math500": MATH500Params}  # test task -> its settings
 FIELDS = ("problem", "generated_solution", "expected_answer", "problem_source")
 
 
@@ -162,7 +163,7 @@ class OpenMathInstruct2Params(BaseModel):
     @classmethod
     def _check_test_params(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         test = info.data.get("test", "math500")
-        _, params_model = TEST_TASKS[test]
+        params_model = TEST_TASKS[test]
         if test == "math500":  # only its test split is read here, so a local test file must not demand MATH training
             params = {"train_source": "hub", **params}
         try:
@@ -189,8 +190,7 @@ class OpenMathInstruct2:
         """The test task's own checks, then the local training file read and filtered as the trials will; the hub is
         not reached before trials start."""
         p = self.params
-        task_cls, params_model = TEST_TASKS[p.test]
-        task_cls(params_model.model_validate(p.test_params)).preflight()
+        registry.build(registry.TASKS, p.test, p.test_params).preflight()
         if p.source != "local":
             return None
         assert p.path is not None
@@ -249,8 +249,7 @@ class OpenMathInstruct2:
         return shuffled_head(candidates, size, extra.seed)
 
     def _test(self) -> list[dict[str, Any]]:
-        task_cls, params_model = TEST_TASKS[self.params.test]
-        rows = task_cls(params_model.model_validate(self.params.test_params)).records("test")
+        rows = registry.build(registry.TASKS, self.params.test, self.params.test_params).records("test")
         if self.params.test == "gsm8k":  # GSM8K's fields under the names this task's templates use
             return [{"problem": r["question"], "solution": r["answer"], "gold": r["gold"]} for r in rows]
         return rows

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, NamedTuple
 
 from mtp_bench.api.scorer import EvalContext, ScoreResult, score_each, two_way_row
 from mtp_bench.api.task import Example
-from mtp_bench.evaluation.paper_scorer_params import MultipleChoiceParams
+from mtp_bench.scorers.multiple_choice_params import MultipleChoiceParams
 
 METRICS = ("accuracy", "accuracy_flexible")
 _SP = r"[ \t]*"  # spaces within a line: a statement never crosses a line break

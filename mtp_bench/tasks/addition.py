@@ -18,8 +18,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from mtp_bench.data.star_graph import draw_distinct
 from mtp_bench.errors import DataError
+from mtp_bench.tasks.star_graph import draw_distinct
 
 
 class AdditionParams(BaseModel):

@@ -19,8 +19,8 @@ from mtp_bench.api.method import SupportsDrafting
 from mtp_bench.api.scorer import EvalContext, ScoreResult
 from mtp_bench.api.task import Example
 from mtp_bench.data.pipeline import encode_prompt
-from mtp_bench.evaluation.scorer_params import SpeculativeParams
 from mtp_bench.evaluation.speculative_decoding import compare_with_greedy
+from mtp_bench.scorers.speculative_params import SpeculativeParams
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 
 from mtp_bench.api.scorer import EvalContext, ScoreResult, score_each
 from mtp_bench.api.task import Example
-from mtp_bench.data.math500 import last_boxed
-from mtp_bench.evaluation.paper_scorer_params import MathParams
+from mtp_bench.scorers.math_params import MathParams
+from mtp_bench.tasks.math500 import last_boxed
 
 
 def _timeout(seconds: int) -> int | None:

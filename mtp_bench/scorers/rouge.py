@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from mtp_bench.api.scorer import EvalContext, ScoreResult, score_each
 from mtp_bench.api.task import Example
-from mtp_bench.evaluation.paper_scorer_params import RougeParams
+from mtp_bench.scorers.rouge_params import RougeParams
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 

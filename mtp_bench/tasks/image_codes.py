@@ -26,15 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mtp_bench.data.files import shown_path
 from mtp_bench.data.image_codec import PrecomputedCodes, check_grid, check_label, image_vocabulary
-from mtp_bench.data.images import (
+from mtp_bench.errors import DataError
+from mtp_bench.tasks.images import (
     ANSWER_TEMPLATE,
     CLASS_DROPOUT_DOC,
     PROMPT_TEMPLATE,
     dropout_hook,
     image_record,
-    task_spec,
 )
-from mtp_bench.errors import DataError
 
 _NAME = re.compile(r"^(\d+)\.npy$")
 
@@ -173,12 +172,11 @@ class ImageCodes:
         indices = self._indices()
         cut = len(indices) - self.params.test_size
         chosen = indices[:cut] if split == "train" else indices[cut:]
-        spec = task_spec(self.name, self.params)
         records = []
         for index in chosen:
             rng = random.Random(f"image_codes/{self.params.seed}/{index}")  # per image: the split does not matter
             label, grid = self._read(index, rng)
-            records.append(image_record(label, grid.astype(np.int16), spec, index))  # 16,384 codes fit
+            records.append(image_record(label, grid.astype(np.int16), index))  # 16,384 codes fit
         return records
 
 

@@ -14,8 +14,8 @@ either filter of the paper (1M-GSM's or 1M-MATH's) keeps half of the rows and dr
 ``unique_id``). The source data is read where it lies and never copied into the repository; the default output
 folder (``results/math_tiny/scratch/data``) is ignored by git.
 
-    python -m mtp_bench.data.make_math_twin results/math_tiny/scratch/data                 # from GSM8K
-    python -m mtp_bench.data.make_math_twin OUTDIR --word-problems --train 2000 --test 200  # no data folder needed
+    python -m mtp_bench.tasks.make_math_twin results/math_tiny/scratch/data                 # from GSM8K
+    python -m mtp_bench.tasks.make_math_twin OUTDIR --word-problems --train 2000 --test 200  # no data folder needed
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from mtp_bench.data.files import read_jsonl
-from mtp_bench.data.gsm8k import gold_answer
 from mtp_bench.errors import DataError
+from mtp_bench.tasks.gsm8k import gold_answer
 
 SOURCES = ("gsm8k", "augmented_gsm8k", "math", "augmented_math")
 """``problem_source`` values written in turn (OpenMathInstruct-2's four)."""
@@ -89,8 +89,8 @@ def _has_gold(answer: str) -> None:
 
 
 def word_problems(n_train: int, n_test: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train, test) templated word problems in GSM8K's format (mtp_bench.data.word_problems, 2-3 steps)."""
-    from mtp_bench.data.word_problems import WordProblemParams, WordProblems
+    """(train, test) templated word problems in GSM8K's format (mtp_bench.tasks.word_problems, 2-3 steps)."""
+    from mtp_bench.tasks.word_problems import WordProblemParams, WordProblems
 
     params = WordProblemParams(min_steps=2, max_steps=3, start_range=(2, 20), add_range=(1, 10),
                                factor_range=(2, 3), max_value=200, train_size=n_train, test_size=n_test, seed=seed)
@@ -125,7 +125,7 @@ def make_twin(out: Path, *, gsm8k: Path | None = None, n_train: int | None = Non
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtp_bench.data.make_math_twin",
+    parser = argparse.ArgumentParser(prog="python -m mtp_bench.tasks.make_math_twin",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("out", nargs="?", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     source = parser.add_mutually_exclusive_group()

@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
-from mtp_bench.data import summaries
 from mtp_bench.data.hub import Split, check_own_validation, check_split_files, preflight_local
+from mtp_bench.tasks import summaries
 
 
 class SAMSumParams(BaseModel):

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from mtp_bench.api.scorer import EvalContext, ScoreResult, score_each
 from mtp_bench.api.task import Example
-from mtp_bench.evaluation.scorer_params import StarGraphParams
+from mtp_bench.scorers.star_graph_params import StarGraphParams
 
 METRICS = ("full_path_accuracy", "first_step_accuracy", "valid_path_rate")
 

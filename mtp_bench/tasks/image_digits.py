@@ -15,15 +15,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from mtp_bench.data.image_codec import GreyLevels, image_vocabulary
-from mtp_bench.data.images import (
+from mtp_bench.errors import DataError
+from mtp_bench.tasks.images import (
     ANSWER_TEMPLATE,
     CLASS_DROPOUT_DOC,
     PROMPT_TEMPLATE,
     dropout_hook,
     image_record,
-    task_spec,
 )
-from mtp_bench.errors import DataError
 
 N_DIGITS = 1797
 GRID = (8, 8)
@@ -88,5 +87,5 @@ class ImageDigits:
         order = list(range(len(labels)))
         random.Random(f"image_digits/{self.params.split_seed}").shuffle(order)
         chosen = sorted(order[: self.params.test_size] if split == "test" else order[self.params.test_size :])
-        tokenizer, spec = self.image_tokenizer(), task_spec(self.name, self.params)
-        return [image_record(labels[i], tokenizer.encode(pixels[i]), spec, i) for i in chosen]
+        tokenizer = self.image_tokenizer()
+        return [image_record(labels[i], tokenizer.encode(pixels[i]), i) for i in chosen]

@@ -2,11 +2,12 @@
 and the ``image`` scorer read.
 
 A record is one image: ``label`` (its class), ``codes`` (an ``(H, W)`` integer grid), ``class_word`` (``c3``, the
-prompt) and ``image_text`` (the codes as words, raster order: the answer), plus ``image_task`` (the task's name and
-params, so the scorer can rebuild the task for its classifier and validity checks). The sequence a model sees is
+prompt) and ``image_text`` (the codes as words, raster order: the answer). The ``image`` scorer reads the task itself
+(the trial hands it over in the scoring context) for its classifier and validity checks. The sequence a model sees is
 ``c3 v0 v5 ... v16 <eos>``: one class token, ``H * W`` image tokens, then the end-of-sequence token.
 
-Hooks an image task offers besides the :class:`~mtp_bench.api.task.Task` protocol:
+Hooks an image task offers besides the :class:`~mtp_bench.api.task.Task` protocol (:class:`ImageTask` names the two
+the scorer needs):
 
 - ``vocabulary()``: every word its texts can hold (a preset's word tokenizer is built from it, so a class or code
   that training never shows still has an id, and no tokenizer scans millions of code words);
@@ -19,7 +20,7 @@ Hooks an image task offers besides the :class:`~mtp_bench.api.task.Task` protoco
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,7 +34,16 @@ replaced by ``c_null`` at a step (LlamaGen: 0.1). Drawn from the trial seed and 
 the same replacements; held-out data is never dropped. 0 turns it off (then sample with ``cfg_scale: 1``)."""
 
 
-def image_record(label: int, codes: np.ndarray, spec: dict[str, Any], index: int) -> dict[str, Any]:
+@runtime_checkable
+class ImageTask(Protocol):
+    """What the ``image`` scorer reads of a task besides its records."""
+
+    num_classes: int
+
+    def image_tokenizer(self) -> Any: ...
+
+
+def image_record(label: int, codes: np.ndarray, index: int) -> dict[str, Any]:
     """One image as a task record (see the module docstring)."""
     return {
         "index": index,
@@ -41,13 +51,12 @@ def image_record(label: int, codes: np.ndarray, spec: dict[str, Any], index: int
         "codes": np.asarray(codes),
         "class_word": class_word(label),
         "image_text": codes_text(codes),
-        "image_task": spec,
     }
 
 
-def task_spec(name: str, params: Any) -> dict[str, Any]:
-    """What the scorer needs to rebuild the task: its name and params (JSON-safe)."""
-    return {"task": name, "params": params.model_dump(mode="json")}
+def task_spec(task: Any) -> dict[str, Any]:
+    """A task's name and params (JSON-safe): what identifies its real images (the scorer's classifier cache)."""
+    return {"task": task.name, "params": task.params.model_dump(mode="json")}
 
 
 def dropout_hook(rate: float) -> tuple[str, float] | None:

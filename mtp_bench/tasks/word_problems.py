@@ -3,7 +3,7 @@ model can learn on a CPU.
 
 A problem follows one quantity through ``steps`` operations (add, subtract, multiply, divide exactly); the solution
 has one line per step with a GSM8K calculator note (``12 * 3 = <<12*3=36>>36``) and ends with ``#### n``. Records
-carry ``question``, ``answer`` and ``gold`` exactly like :mod:`mtp_bench.data.gsm8k`, so the ``gsm8k`` scorer and the
+carry ``question``, ``answer`` and ``gold`` exactly like :mod:`mtp_bench.tasks.gsm8k`, so the ``gsm8k`` scorer and the
 prompt format apply unchanged, plus ``steps`` and ``operations`` (the operations used, in order) for analysis.
 """
 
@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mtp_bench.data.star_graph import draw_distinct
 from mtp_bench.errors import DataError
+from mtp_bench.tasks.star_graph import draw_distinct
 
 Operation = Literal["add", "sub", "mul", "div"]
 

@@ -26,8 +26,8 @@ control: the default output folder (``results/samsum_tiny/scratch/data``) is ign
 data at all: short templated chats between two people (meetings, lateness, errands, lending, lost things) with a
 templated summary, deterministic in ``--seed``.
 
-    python -m mtp_bench.data.make_samsum_twin --out results/samsum_tiny/scratch/data          # from DialogSum
-    python -m mtp_bench.data.make_samsum_twin --out DIR --generated --train 400 --validation 40 --test 40
+    python -m mtp_bench.tasks.make_samsum_twin --out results/samsum_tiny/scratch/data          # from DialogSum
+    python -m mtp_bench.tasks.make_samsum_twin --out DIR --generated --train 400 --validation 40 --test 40
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def make_twin(out: Path, *, source: Path | None = None, counts: dict[str, int] |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mtp_bench.data.make_samsum_twin",
+    parser = argparse.ArgumentParser(prog="python -m mtp_bench.tasks.make_samsum_twin",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}, ignored by git)")
     origin = parser.add_mutually_exclusive_group()

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from mtp_bench.api.scorer import EvalContext, ScoreResult, score_each, two_way_row
 from mtp_bench.api.task import Example
-from mtp_bench.evaluation.scorer_params import ExactMatchParams, GSM8KScorerParams
+from mtp_bench.scorers.gsm8k_params import GSM8KScorerParams
 
 # A number as people and models write it: an optional sign and "$" (either order, spaces allowed), then digits in
 # which a comma between two digits is dropped, as the MuToR paper's evaluation and lm-eval's gsm8k tasks do (they
@@ -90,25 +90,3 @@ class GSM8KExactMatch:
         gold = normalize_number(str(example.record["gold"]))
         return two_way_row(index, example, completion, gold, (strict_answer(completion), flexible_answer(completion)),
                            METRICS)
-
-
-class AnswerExactMatch:
-    """The completion equals the reference answer (both whitespace-normalised): for synthetic tasks whose answer
-    is a fixed string (a path, a sum)."""
-
-    name: ClassVar[str] = "exact_match"
-    Params: ClassVar[type] = ExactMatchParams
-    main_metric: ClassVar[str] = "exact_match"
-
-    def __init__(self, params: ExactMatchParams):
-        self.params = params
-
-    def score(self, context: EvalContext, examples: list[Example]) -> ScoreResult:
-        return score_each(context, examples, self.params.max_new_tokens, self.judge, ("exact_match",))
-
-    @staticmethod
-    def judge(index: int, example: Example, completion: str) -> dict[str, Any]:
-        gold, prediction = " ".join(example.answer.split()), " ".join(completion.split())
-        correct = prediction == gold
-        return {"index": index, "prompt": example.prompt, "gold": gold, "prediction": prediction,
-                "correct": correct, "scores": {"exact_match": correct}}

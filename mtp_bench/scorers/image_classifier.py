@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtp_bench.evaluation.image_metrics import gaussian
 from mtp_bench.models.tokenizer import cache_root
+from mtp_bench.scorers.image_metrics import gaussian
 
 VERSION = 1  # bump when the architecture or the training recipe changes (the cache key includes it)
 FEATURES = 64
