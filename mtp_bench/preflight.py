@@ -12,7 +12,7 @@ import os
 
 from mtp_bench import registry
 from mtp_bench.errors import DataError, SuiteError
-from mtp_bench.suite.models import SuiteConfig, TrialConfig
+from mtp_bench.suite.config import SuiteConfig, TrialConfig
 from mtp_bench.suite.presets import PACKAGED
 
 

@@ -15,7 +15,7 @@ from conftest import tiny_suite, write_suite
 from mtp_bench import cli
 from mtp_bench.models import gguf as G
 from mtp_bench.models.build import build_model, build_tokenizer
-from mtp_bench.suite.models import ModelConfig
+from mtp_bench.suite.config import ModelConfig
 
 gguf = pytest.importorskip("gguf", reason="the gguf package is not installed (pip install gguf)")
 

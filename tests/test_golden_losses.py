@@ -18,7 +18,7 @@ from mtp_bench.methods.medusa import Medusa
 from mtp_bench.methods.mtp_heads import MultiTokenHeads
 from mtp_bench.methods.mutor import MuToR
 from mtp_bench.methods.ntp import NextTokenPrediction
-from mtp_bench.suite.models import TrainConfig
+from mtp_bench.suite.config import TrainConfig
 from mtp_bench.train.loop import Trainer, TrainModule
 
 STEPS = 3

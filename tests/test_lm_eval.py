@@ -23,7 +23,7 @@ from mtp_bench.evaluation.lm_eval_bridge import (
     shipped_tasks,
     unknown_tasks,
 )
-from mtp_bench.suite.models import LmEvalConfig
+from mtp_bench.suite.config import LmEvalConfig
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from mtp_bench import cli
 from mtp_bench.evaluation.lm_eval_bridge import LmEvalError, _read_yaml, load_tasks, preflight, task_manager
-from mtp_bench.suite.models import LmEvalConfig
+from mtp_bench.suite.config import LmEvalConfig
 from mtp_bench.tasks.make_math_twin import main as make_math_twin
 
 REPO = Path(__file__).resolve().parents[1]

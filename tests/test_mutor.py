@@ -19,7 +19,7 @@ from mtp_bench.methods.mutor_layout import (
     select_registers,
 )
 from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
-from mtp_bench.suite.models import TrainConfig
+from mtp_bench.suite.config import TrainConfig
 from mtp_bench.train.loop import Trainer, TrainModule
 
 UNEQUAL = [(3, 4), (5, 7), (2, 2), (4, 1)]  # (prompt, answer) lengths: padding, and a row too short for d > 1
@@ -367,7 +367,7 @@ def test_export_is_the_plain_model_and_generates_without_registers(tmp_path):
 
 def test_register_trains_under_lora():
     from mtp_bench.models.build import apply_lora
-    from mtp_bench.suite.models import LoraConfig
+    from mtp_bench.suite.config import LoraConfig
 
     model = make_model("llama")
     method = mutor()

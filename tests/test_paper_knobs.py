@@ -13,7 +13,7 @@ from mtp_bench.api import MethodContext
 from mtp_bench.api.decoding import new_cache
 from mtp_bench.methods.mutor import MuToR, MuToRParams
 from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
-from mtp_bench.suite.models import TrainConfig
+from mtp_bench.suite.config import TrainConfig
 from mtp_bench.train.loop import LoopCallbacks, Trainer, TrainModule
 from mtp_bench.train.optim import lr_multiplier
 

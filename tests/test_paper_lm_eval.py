@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mtp_bench.evaluation.lm_eval_bridge import LmEvalError, preflight, task_manager
-from mtp_bench.suite.models import LmEvalConfig
+from mtp_bench.suite.config import LmEvalConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CROSS_CHECKS = {"gemma2b_math_1m": ["minerva_math500"], "llama3_8b_math_1m": ["minerva_math500"],

@@ -136,7 +136,7 @@ def _fsdp_rank(rank: int, world: int, init: str, trials: list[dict], workdir: st
     import torch
 
     from mtp_bench.scheduler.ray_train import all_reduce_sum, wrap_module
-    from mtp_bench.suite.models import TrialConfig
+    from mtp_bench.suite.config import TrialConfig
     from mtp_bench.train.loop import Distributed
     from mtp_bench.trial import run_trial
 

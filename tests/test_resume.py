@@ -14,7 +14,7 @@ import pytest
 from conftest import tiny_suite, write_suite
 from mtp_bench.scheduler import FINISHED, SKIPPED, run_suite
 from mtp_bench.suite import expand_grid, load_suite
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 
 # Final metrics that do not depend on wall-clock time.
 _TIMELESS = ("last/", "best/", "train/tokens_seen_total", "train/flops_total")

@@ -45,7 +45,7 @@ def test_run_resume_names_the_other_commit_before_the_grid_starts(tmp_path: Path
                                                                   monkeypatch: pytest.MonkeyPatch):
     from conftest import tiny_suite, write_suite
     from mtp_bench.scheduler import SKIPPED, run_suite
-    from mtp_bench.scheduler.trial_run import trial_tags
+    from mtp_bench.scheduler.attempt import trial_tags
     from mtp_bench.suite import expand_grid, load_suite
     from mtp_bench.tracking import TAG_GIT, Tracker
 

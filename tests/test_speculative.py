@@ -25,7 +25,7 @@ from mtp_bench.methods.mutor import RegisterDrafter
 from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
 from mtp_bench.models.tokenizer import trained_tokenizer
 from mtp_bench.scorers.speculative import SpeculativeDecoding, SpeculativeParams
-from mtp_bench.suite.models import TrainConfig
+from mtp_bench.suite.config import TrainConfig
 from mtp_bench.train.loop import LoopCallbacks, Trainer, TrainModule
 
 FULL = MethodContext(train_mode="full")

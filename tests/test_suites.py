@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from conftest import REPO, tiny_suite, write_suite
 from mtp_bench import cli, registry
 from mtp_bench.suite import SuiteError, expand_grid, load_suite
-from mtp_bench.suite import models as suite_models
+from mtp_bench.suite import config as suite_models
 from mtp_bench.suite import sections as suite_sections
 from mtp_bench.tasks.make_math_twin import make_twin
 from mtp_bench.tasks.make_samsum_twin import make_twin as make_samsum_twin

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import make_batch, make_model, random_pairs
 from mtp_bench.api import IGNORE_INDEX, MethodContext
 from mtp_bench.methods.ntp import NextTokenPrediction, NTPParams
-from mtp_bench.suite.models import TrainConfig
+from mtp_bench.suite.config import TrainConfig
 from mtp_bench.train.loop import LoopCallbacks, NonFiniteLossError, Trainer, TrainModule
 from mtp_bench.train.optim import lr_multiplier
 

@@ -73,7 +73,7 @@ stage("Python and Ray (a Ray worker process has these before the pool uses it)",
 stage("torch", lambda: __import__("torch"))
 def trial():
     import mtp_bench.trial  # the loop, evaluation, transformers
-    from mtp_bench.suite.models import TrialConfig
+    from mtp_bench.suite.config import TrialConfig
     from mtp_bench.trial.prepare import preload
     preload(TrialConfig.model_validate(json.loads(sys.argv[2])))
 stage("transformers, mtp-bench's loop and the trial's plugins", trial)

@@ -49,7 +49,7 @@ def probe(document: dict[str, Any], indices: list[list[int]], steps: int, thread
     import torch
 
     from mtp_bench.bench.batches import make_batches, trainer_for
-    from mtp_bench.suite.models import TrialConfig
+    from mtp_bench.suite.config import TrialConfig
     from mtp_bench.trial import prepare
 
     torch.set_num_threads(threads)

@@ -48,7 +48,7 @@ def pretrained_settings(settings: Settings, model: dict[str, Any] | None = None)
     """``settings`` with the pretrained model (``model``, default :data:`PRETRAINED_MODEL`), or None and why not:
     under ``--quick`` (unless a ``model`` is given), or when its package or the gguf package is not installed."""
     from mtp_bench.models.gguf import GgufError, check, source_file
-    from mtp_bench.suite.models import ModelConfig
+    from mtp_bench.suite.config import ModelConfig
 
     if settings.sizes.quick and model is None:
         return None, "not measured under --quick"

@@ -32,7 +32,7 @@ from torch import nn
 
 from mtp_bench.errors import DataError, LmEvalError
 from mtp_bench.evaluation.lm_eval_local import LOCAL_DATA
-from mtp_bench.suite.models import LmEvalConfig
+from mtp_bench.suite.config import LmEvalConfig
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from mtp_bench.api.scorer import EvalContext
 from mtp_bench.api.task import Example
 from mtp_bench.errors import SelectionError
 from mtp_bench.models.device import autocast
-from mtp_bench.suite.models import EvalConfig
+from mtp_bench.suite.config import EvalConfig
 
 HELD_OUT_SEED = 1234  # method randomness (MuToR offsets) on held-out data: the same for every evaluation
 

@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from mtp_bench.models.gguf import model_folder
 from mtp_bench.models.presets import preset_config
 from mtp_bench.models.tokenizer import trained_tokenizer
-from mtp_bench.suite.models import LoraConfig, ModelConfig
+from mtp_bench.suite.config import LoraConfig, ModelConfig
 from mtp_bench.suite.presets import PRESETS
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -24,7 +24,7 @@ from typing import Any
 
 from mtp_bench.errors import BadInput, GgufError, UsageError
 from mtp_bench.models.cache import cache_root
-from mtp_bench.suite.models import ModelConfig
+from mtp_bench.suite.config import ModelConfig
 from mtp_bench.suite.presets import PACKAGED
 
 FORMAT = 1  # of the converted folder; raise it when the conversion changes, so old folders are not reused

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any
 
 from mtp_bench.errors import SchedulingError
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 
 _LOCAL_STORES = {"", "file", "sqlite"}  # tracking URI schemes only processes on this machine can write to
 _HINT = "; lower the request, or join a cluster that has it (--address / RAY_ADDRESS)"

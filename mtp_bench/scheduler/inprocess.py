@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import torch
 
+from mtp_bench.scheduler.attempt import execute_trial
 from mtp_bench.scheduler.reports import FAILED, TrialReport
-from mtp_bench.scheduler.trial_run import execute_trial
 from mtp_bench.scheduler.worker import torch_threads
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 
 
 def run_in_process(

@@ -17,7 +17,7 @@ from typing import Any
 
 from mtp_bench import tracking
 from mtp_bench.errors import InvocationRunning
-from mtp_bench.suite.models import SuiteConfig
+from mtp_bench.suite.config import SuiteConfig
 from mtp_bench.tracking import tags as T
 
 _SAME_START_S = 1.0  # a process's start time as recorded and as read again agree to well within this

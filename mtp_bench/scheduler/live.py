@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from mtp_bench.scheduler.attempt import OpenedRun
 from mtp_bench.scheduler.progress import Running, clock, eta_text, kind_of, remaining_seconds
 from mtp_bench.scheduler.reports import FAILED, FINISHED, SKIPPED, TrialReport
-from mtp_bench.scheduler.trial_run import OpenedRun
 
 QUEUED, RUNNING, RETRYING = "QUEUED", "RUNNING", "RETRYING"
 _STYLE = {QUEUED: "dim", RUNNING: "cyan", RETRYING: "yellow", FINISHED: "green", FAILED: "red", SKIPPED: "blue"}

@@ -25,7 +25,7 @@ from typing import Any
 from mtp_bench.scheduler.checks import _fits, concurrency_cap, resource_demand
 from mtp_bench.scheduler.live import GridView
 from mtp_bench.scheduler.reports import FAILED, TrialReport, new_report, short_error
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 from mtp_bench.tracking import tags as T
 
 DRIVER_MEMORY = 512 * 1024**2  # bytes a multi-worker trial's driver (pool worker + Ray Train controller) reserves

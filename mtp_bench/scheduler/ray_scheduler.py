@@ -6,7 +6,7 @@ Why a pool of actors and not a Ray Tune trial per grid cell: a worker imports to
 runs trial after trial, and starts warming up as soon as the grid is checked, while the driver still opens the store
 and the parent run; Tune added seconds of start-up in the driver and in every trial process, for queueing, placement
 and retries that the pool does in a page (Ray itself places the workers across nodes by their resources). A worker
-runs :func:`~mtp_bench.scheduler.trial_run.execute_trial` itself (one device) or drives a Ray Train ``TorchTrainer``
+runs :func:`~mtp_bench.scheduler.attempt.execute_trial` itself (one device) or drives a Ray Train ``TorchTrainer``
 from it (several workers, :mod:`~mtp_bench.scheduler.ray_train`).
 
 A :class:`RaySession` starts or joins Ray and checks the grid against the cluster before the caller records
@@ -27,12 +27,12 @@ from typing import Any
 
 from mtp_bench.cpu_kernels import pinned_environment
 from mtp_bench.errors import RayStartError, SchedulingError
+from mtp_bench.scheduler.attempt import finished_run, skipped_report
 from mtp_bench.scheduler.checks import check_resources, check_tracking
 from mtp_bench.scheduler.live import GridView, progress_log
 from mtp_bench.scheduler.pool import WorkerPool, run_pool
 from mtp_bench.scheduler.reports import TrialReport
-from mtp_bench.scheduler.trial_run import finished_run, skipped_report
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 
 _QUIET_LOGGERS = ("ray.train", "ray.air")  # their messages repeat what the summary table says
 

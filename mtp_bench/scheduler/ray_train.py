@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 
 if TYPE_CHECKING:
     from mtp_bench.train.loop import Distributed

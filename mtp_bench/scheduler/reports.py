@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 
 FINISHED, FAILED, SKIPPED = "FINISHED", "FAILED", "SKIPPED"
 

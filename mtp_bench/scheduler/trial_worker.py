@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from mtp_bench.scheduler.worker import enter_driver_directory, node_id, reset_process_state
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 
 
 class TrialWorker:
@@ -49,9 +49,9 @@ class TrialWorker:
         """Train and evaluate one trial, recording it in its MLflow run; returns its report (as a dict)."""
         import torch
 
+        from mtp_bench.scheduler.attempt import execute_trial
         from mtp_bench.scheduler.live import Sender
         from mtp_bench.scheduler.reports import FAILED, new_report
-        from mtp_bench.scheduler.trial_run import execute_trial
 
         enter_driver_directory(self.cwd)
         trial = TrialConfig.model_validate(dump)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 
 
 def torch_threads(trial: TrialConfig, reserved_cpus: float | None) -> int | None:

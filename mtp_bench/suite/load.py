@@ -19,8 +19,8 @@ from pydantic import BaseModel, ValidationError
 
 from mtp_bench import registry
 from mtp_bench.errors import SuiteError
+from mtp_bench.suite.config import MethodEntry, SuiteConfig, TrialConfig
 from mtp_bench.suite.document import interpolate, parse_override, read_yaml, set_dotted
-from mtp_bench.suite.models import MethodEntry, SuiteConfig, TrialConfig
 from mtp_bench.suite.tracking_uri import check_tracking_uri
 
 MAX_TRIALS = 10_000

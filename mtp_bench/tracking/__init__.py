@@ -11,7 +11,6 @@ Importing this package is light (no mlflow): :class:`Tracker` and the other MLfl
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from mtp_bench.tracking.naming import flatten as flatten
@@ -22,7 +21,7 @@ from mtp_bench.tracking.retry import lock_retries as lock_retries
 from mtp_bench.tracking.tags import *  # noqa: F403 - every tag name, importable from here
 
 _LAZY = {"Tracker": "runs", "artifact_root_for": "runs", "RUNNING": "runs", "FINISHED": "runs", "FAILED": "runs",
-         "KILLED": "runs", "FINAL_STATUSES": "runs"}
+         "KILLED": "runs", "FINAL_STATUSES": "runs", "configure_quiet": "runs"}
 
 
 def __getattr__(name: str) -> Any:
@@ -31,12 +30,3 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(f"mtp_bench.tracking.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'mtp_bench.tracking' has no attribute {name!r}")
-
-
-def configure_quiet() -> None:
-    """MLflow's own chatter (alembic migrations, emoji banners) has no place in our output."""
-    for name in ("alembic", "mlflow", "mlflow.store.db.utils", "mlflow.tracking"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # It logs every database error it re-raises, traceback and all (a full disk: dozens of lines per write); we
-    # report those ourselves, in one line (mtp_bench.tracking.health.describe_store_error).
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)

@@ -7,6 +7,7 @@ processes.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -192,3 +193,12 @@ class Tracker:
         if status:
             filters.append(f"attributes.status = '{status}'")
         return self._search(filters)
+
+
+def configure_quiet() -> None:
+    """MLflow's own chatter (alembic migrations, emoji banners) has no place in our output."""
+    for name in ("alembic", "mlflow", "mlflow.store.db.utils", "mlflow.tracking"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # It logs every database error it re-raises, traceback and all (a full disk: dozens of lines per write); we
+    # report those ourselves, in one line (mtp_bench.tracking.health.describe_store_error).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)

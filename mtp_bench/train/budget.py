@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from mtp_bench.suite.models import TrainConfig
+from mtp_bench.suite.config import TrainConfig
 
 CHUNK = 256  # steps counted per collective: every rank decides on the same all-reduced numbers
 

@@ -23,7 +23,7 @@ from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
 from mtp_bench.api.method import Method
 from mtp_bench.errors import NonFiniteLossError
 from mtp_bench.models.device import autocast
-from mtp_bench.suite.models import TrainConfig
+from mtp_bench.suite.config import TrainConfig
 from mtp_bench.train.budget import budget_positions, steps_for_budget
 from mtp_bench.train.normalise import TOKEN, split_sequences, step_denominators, unit_divisors
 from mtp_bench.train.optim import build_optimizer, build_scheduler

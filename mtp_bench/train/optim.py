@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from mtp_bench.suite.models import TrainConfig
+from mtp_bench.suite.config import TrainConfig
 
 
 def build_optimizer(parameters: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -19,7 +19,7 @@ from torch import nn
 
 from mtp_bench.api.batches import TokenBatch
 from mtp_bench.data.pipeline import StepSampler
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 from mtp_bench.train.checkpoint import has_checkpoint, load_checkpoint
 from mtp_bench.train.loop import Distributed, LoopCallbacks, Trainer, TrainModule
 from mtp_bench.trial.prepare import Prepared, build_method, build_task, collate_items, count_parameters, prepare

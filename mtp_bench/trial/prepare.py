@@ -25,7 +25,7 @@ from mtp_bench.data.pipeline import (
 )
 from mtp_bench.models.build import apply_lora, build_model, build_tokenizer
 from mtp_bench.models.device import cast_weights, resolve_device, resolve_precision, seed_everything
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 from mtp_bench.train.loop import TrainModule
 
 

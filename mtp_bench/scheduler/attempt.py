@@ -24,7 +24,7 @@ from typing import Any
 
 from mtp_bench import tracking
 from mtp_bench.scheduler.reports import FINISHED, SKIPPED, TrialReport, new_report, short_error
-from mtp_bench.suite.models import TrialConfig
+from mtp_bench.suite.config import TrialConfig
 from mtp_bench.tracking import tags as T
 from mtp_bench.tracking.health import describe_store_error
 
