@@ -75,7 +75,7 @@ def test_the_preset_is_smollm2_135m_instruct_with_its_tokenizer(gsm8k_dir: Path)
     from mtp_bench.evaluation.generate import greedy_generate
     from mtp_bench.models import gguf
     from mtp_bench.models.build import build_model, build_tokenizer
-    from mtp_bench.suite.models import ModelConfig
+    from mtp_bench.suite.config import ModelConfig
 
     cfg = ModelConfig(preset="smollm2-135m")
     tokenizer = build_tokenizer(cfg, "bpe", lambda: pytest.fail("a pretrained tokenizer is never trained"))
