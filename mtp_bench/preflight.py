@@ -81,7 +81,7 @@ def check_lm_eval(trials: list[TrialConfig]) -> None:
     if not any(trial.evaluation.lm_eval.tasks for trial in trials):
         return
     from mtp_bench.evaluation.lm_eval_bridge import LmEvalError, preflight
-    from mtp_bench.evaluation.runner import lm_eval_fallback_dir
+    from mtp_bench.evaluation.lm_eval_local import lm_eval_fallback_dir
 
     problems: list[str] = []
     seen: set[tuple[str, str | None]] = set()

@@ -15,7 +15,6 @@ import torch
 from mtp_bench.data.image_codec import NULL_CLASS
 from mtp_bench.data.pipeline import build_splits
 from mtp_bench.evaluation.context import ScoringContext
-from mtp_bench.evaluation.runner import selection_metric
 from mtp_bench.models.tokenizer import trained_tokenizer
 from mtp_bench.scorers import image_artifacts as art
 from mtp_bench.scorers.image import ImageScorer
@@ -24,6 +23,7 @@ from mtp_bench.scorers.image_params import ImageScorerParams
 from mtp_bench.suite.sections import EvalConfig
 from mtp_bench.tasks.image_codes import ImageCodes
 from mtp_bench.tasks.image_patterns import ImagePatterns, ImagePatternsParams
+from mtp_bench.trial.selection import selection_metric
 
 # ------------------------------------------------------------------------------------------------ metrics ----
 

@@ -58,7 +58,7 @@ def test_pure_bf16_trains_every_weight_in_bf16_on_the_cpu(tmp_path: Path, gsm8k_
 @pytest.mark.parametrize("index", [1, 2], ids=["mutor", "mtp_heads"])  # a register, and decoder-layer heads
 def test_pure_bf16_weights_gradients_and_adamw_state_are_bf16(tmp_path: Path, gsm8k_dir: Path, index: int) -> None:
     from mtp_bench.train.loop import Trainer
-    from mtp_bench.trial.prepare import collate_items
+    from mtp_bench.trial.build import collate_items
 
     trial = trials(tmp_path, gsm8k_dir, "bf16-pure", steps=1)[index]
     prepared = prepare(trial)

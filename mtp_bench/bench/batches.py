@@ -70,7 +70,7 @@ def batch_indices(n_items: int, sizes: Sizes, seed: int = 0) -> list[list[int]]:
 
 def make_batches(prepared: Any, indices: list[list[int]]) -> list[TokenBatch]:
     """The batches of ``indices``, collated as the trial collates its training batches."""
-    from mtp_bench.trial.prepare import collate_items
+    from mtp_bench.trial.build import collate_items
 
     items = prepared.train_data.items
     return [collate_items(prepared.trial, prepared.tokenizer, [items[i] for i in group]) for group in indices]

@@ -74,7 +74,7 @@ stage("torch", lambda: __import__("torch"))
 def trial():
     import mtp_bench.trial  # the loop, evaluation, transformers
     from mtp_bench.suite.config import TrialConfig
-    from mtp_bench.trial.prepare import preload
+    from mtp_bench.trial.build import preload
     preload(TrialConfig.model_validate(json.loads(sys.argv[2])))
 stage("transformers, mtp-bench's loop and the trial's plugins", trial)
 def store():

@@ -108,7 +108,7 @@ def run(settings: Settings) -> Section:
 
 
 def _measure_tiny(settings: Settings, chosen: list[tuple[str, bool, Any]], server: ProbeServer) -> Measured:
-    from mtp_bench.trial.prepare import count_parameters, prepare
+    from mtp_bench.trial.build import count_parameters, prepare
 
     sizes = settings.sizes
     prepared = [prepare(trial) for _, _, trial in chosen]

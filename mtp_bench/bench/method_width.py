@@ -151,7 +151,7 @@ def baseline(key: str) -> str:
 def measure_wide(settings: Settings, chosen: list[tuple[str, bool, Any]], server: ProbeServer) -> Measured:
     """Interleaved forward + backward of every variant on one shared model, then a memory probe per variant."""
     from mtp_bench.train.loop import TrainModule
-    from mtp_bench.trial.prepare import build_method, collate_items, count_parameters, prepare
+    from mtp_bench.trial.build import build_method, collate_items, count_parameters, prepare
 
     sizes = settings.sizes
     base = prepare(chosen[0][2])
@@ -175,10 +175,11 @@ def measure_wide(settings: Settings, chosen: list[tuple[str, bool, Any]], server
             batch = method.transform(batches[key][index % len(indices)],
                                             torch.Generator(device=device).manual_seed(index))
             counter = flop_counter() if index < WIDE_WARMUP else None
+            weights = method.loss_weights()
             with counter if counter is not None else contextlib.nullcontext():
                 output = method.loss(module.model, module.extra, batch)
                 terms = [weight * output.sums[name] / max(float(batch.counts[name]), 1.0)
-                         for name, weight in output.weights.items() if weight]
+                         for name, weight in weights.items() if weight]
                 torch.stack(terms).sum().backward()
             module.zero_grad(set_to_none=True)
             if counter is not None:

@@ -24,11 +24,12 @@ def evaluate(suite_path: str, overrides: list[str], output: Path) -> dict[str, A
 
     from mtp_bench.evaluation.context import ScoringContext
     from mtp_bench.evaluation.lm_eval_bridge import run_lm_eval
-    from mtp_bench.evaluation.runner import build_scorers, lm_eval_fallback_dir, score_split
+    from mtp_bench.evaluation.lm_eval_local import lm_eval_fallback_dir
+    from mtp_bench.evaluation.scoring import build_scorers, score_split
     from mtp_bench.preflight import check_all
     from mtp_bench.suite import expand_grid, load_suite
     from mtp_bench.tracking.provenance import git_commit
-    from mtp_bench.trial.prepare import prepare
+    from mtp_bench.trial.build import prepare
 
     suite = load_suite(suite_path, overrides)
     trials = expand_grid(suite)

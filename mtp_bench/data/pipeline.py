@@ -1,4 +1,5 @@
-"""From task records to batches: splits, tokenization, the step sampler and collation.
+"""From task records to batches: splits, tokenization, the step sampler and collation, and
+:class:`TrainingBatches`, which hands the loop a rank's micro-batches of each optimiser step in one call.
 
 The sampler treats the training data as a stream of shuffled epochs: optimiser step s consumes the next
 ``batch_size x grad_accum x world_size`` examples of the stream. Every data-parallel rank sees the same stream, so a
@@ -236,3 +237,41 @@ class StepSampler:
             start = (micro * self.world_size + self.rank) * self.batch_size
             batches.append(indices[start : start + self.batch_size])
         return batches
+
+
+@dataclass(frozen=True)
+class Collator:
+    """How one trial's tokenized examples become batches, for training and held-out evaluation alike: the loss on
+    the prompt too when pretraining, the prompt bidirectional when the suite asks for it."""
+
+    pad_id: int
+    loss_on_prompt: bool = False
+    bidirectional_prompt: bool = False
+
+    def __call__(self, items: list[TokenizedExample]) -> TokenBatch:
+        return collate(items, self.pad_id, loss_on_prompt=self.loss_on_prompt,
+                       bidirectional_prompt=self.bidirectional_prompt)
+
+    def batches(self, items: list[TokenizedExample], size: int) -> list[TokenBatch]:
+        """``items`` in order, ``size`` at a time."""
+        return [self(items[i : i + size]) for i in range(0, len(items), size)]
+
+
+@dataclass(frozen=True)
+class TrainingBatches:
+    """This rank's micro-batches of each optimiser step (``batches(step)``): the examples the step sampler deals it,
+    as the step trains on them (class-label dropout), collated."""
+
+    data: TokenizedSplit
+    sampler: StepSampler
+    collator: Collator
+    dropout: ConditionDropout | None = None
+
+    def __call__(self, step: int) -> list[TokenBatch]:
+        return [self.collator(self._items(step, indices)) for indices in self.sampler.micro_batches(step)]
+
+    def _items(self, step: int, indices: list[int]) -> list[TokenizedExample]:
+        items = self.data.items
+        if self.dropout is None:
+            return [items[i] for i in indices]
+        return self.dropout.apply(step, indices, items)

@@ -74,3 +74,10 @@ def aqua_rat_docs(dataset: Any) -> Any:
     """``process_docs`` of ``agieval_aqua_rat_local``: a ``datasets.Dataset`` of AQuA-RAT rows -> one of AGIEval
     documents with only the hub set's fields (so the documents, hashes included, are the hub task's)."""
     return dataset.map(agieval_aqua_doc, remove_columns=dataset.column_names)
+
+
+def lm_eval_fallback_dir(data_task: str, data_params: dict[str, Any]) -> str | None:
+    """The trial's own GSM8K folder, for the shipped lm-eval tasks when no other folder is configured."""
+    if data_task == "gsm8k" and data_params.get("source", "local") == "local":
+        return data_params.get("path")
+    return None

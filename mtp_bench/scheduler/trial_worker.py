@@ -83,7 +83,7 @@ class TrialWorker:
 
     @staticmethod
     def _preload(trial: TrialConfig) -> None:
-        from mtp_bench.trial.prepare import preload
+        from mtp_bench.trial.build import preload
 
         preload(trial)
 

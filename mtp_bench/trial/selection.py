@@ -1,95 +1,39 @@
-"""Running the evaluation of a trial: held-out loss terms of the method and the suite's scorers on one split, and
-the plan for checkpoint selection.
+"""Checkpoint selection, the one place it is decided: which metric selects (:func:`selection_metric`), which splits
+periodic evaluation scores and which one selects (:func:`plan_selection`), the best weights so far (``best.pt``,
+kept by :class:`Selection` while training), and the checkpoint reported at the end (:meth:`Selection.selected`).
 
-Metric names: ``{split}/{name}`` with split ``val`` or ``test``; held-out loss terms keep the method API's names
-(``val/loss/ntp``, ``val/acc/h2``: ``acc/h{k}`` is the accuracy of the method's predictor of the token k steps ahead,
-``acc/ntp`` the next-token one), scorers add their own (``test/gsm8k/exact_match``). At the end of a trial the test
-metrics get the checkpoint as a prefix: ``last/``, ``best/`` (best on validation) or ``best_on_test/`` (selected on
-the test split, as the MuToR paper did for GSM8K: optimistic, and labelled so wherever it is shown).
+At the end of a trial the test metrics get the checkpoint as a prefix: ``last/``, ``best/`` (best on validation) or
+``best_on_test/`` (selected on the test split, as the MuToR paper did for GSM8K: optimistic, and labelled so wherever
+it is shown).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import nn
 
-from mtp_bench import registry
-from mtp_bench.api.batches import TokenBatch
-from mtp_bench.api.scorer import EvalContext
-from mtp_bench.api.task import Example
+from mtp_bench.api.scorer import is_selectable, lower_is_better
 from mtp_bench.errors import SelectionError
-from mtp_bench.models.device import autocast
 from mtp_bench.suite.config import EvalConfig
 
-HELD_OUT_SEED = 1234  # method randomness (MuToR offsets) on held-out data: the same for every evaluation
-
-
-@dataclass
-class SplitResult:
-    metrics: dict[str, float]
-    samples: dict[str, list[dict[str, Any]]]  # scorer name -> per-sample rows
-    files: dict[str, dict[str, bytes]] = field(default_factory=dict)  # scorer name -> extra artifacts (a PNG, ...)
-
-
-@torch.no_grad()
-def held_out_loss(
-    module: nn.Module,
-    method: Any,
-    batches: list[TokenBatch],
-    device: torch.device,
-    precision: torch.dtype | None,
-) -> dict[str, float]:
-    """Every loss term and statistic of the method, as a token mean over the held-out batches."""
-    was_training = module.training
-    module.eval()
-    sums: dict[str, float] = {}
-    counts: dict[str, float] = {}
-    for index, batch in enumerate(batches):
-        generator = torch.Generator(device=device).manual_seed(HELD_OUT_SEED + index)
-        model_batch = method.transform(batch.to(device), generator)
-        with autocast(device, precision):
-            output = method.loss(module.model, module.extra, model_batch)
-        for name, value in output.sums.items():
-            sums[name] = sums.get(name, 0.0) + float(value)
-            counts[name] = counts.get(name, 0.0) + float(torch.as_tensor(model_batch.counts.get(name, 0)))
-    module.train(was_training)
-    means = {name: sums[name] / max(counts[name], 1.0) for name in sums}
-    means["loss"] = sum(w * means.get(name, 0.0) for name, w in method.loss_weights().items())
-    return means
-
-
-def build_scorers(cfg: EvalConfig) -> list[Any]:
-    return [registry.build(registry.SCORERS, entry.name, entry.params) for entry in cfg.scorers]
-
-
-def score_split(context: EvalContext, scorers: list[Any], examples: list[Example], split: str) -> SplitResult:
-    metrics: dict[str, float] = {}
-    samples: dict[str, list[dict[str, Any]]] = {}
-    files: dict[str, dict[str, bytes]] = {}
-    if not examples:
-        return SplitResult(metrics, samples)
-    was_training = context.model.training
-    context.model.eval()
-    for scorer in scorers:
-        result = scorer.score(context, examples)
-        metrics.update({f"{split}/{scorer.name}/{key}": value for key, value in result.metrics.items()})
-        samples[scorer.name] = result.samples
-        if getattr(result, "files", None):
-            files[scorer.name] = result.files
-    context.model.train(was_training)
-    return SplitResult(metrics, samples, files)
+SELECTED_PREFIX = {"validation": "best", "test": "best_on_test"}
+SELECTION_LABEL = {
+    "best": "best on validation",
+    "best_on_test": "best on the TEST split (paper protocol; optimistic)",
+    "last": "last checkpoint",
+}
 
 
 def selection_metric(cfg: EvalConfig, scorers: list[Any]) -> tuple[str, bool]:
     """(metric name without split prefix, higher is better) used to choose the best checkpoint."""
     if cfg.select_metric:
         name = cfg.select_metric
-    elif selectable := [s for s in scorers if getattr(s, "selectable", True)]:
+    elif selectable := [s for s in scorers if is_selectable(s)]:
         # a scorer that measures decoding speed, not quality (``selectable = False``), never picks checkpoints
         name = f"{selectable[0].name}/{selectable[0].main_metric}"
     else:
@@ -97,18 +41,9 @@ def selection_metric(cfg: EvalConfig, scorers: list[Any]) -> tuple[str, bool]:
     higher_is_better = not (name == "loss" or name.startswith("loss/"))
     # a scorer names its lower-is-better metrics (``lower_is_better``, e.g. the image scorer's Fréchet distance)
     for scorer in scorers:
-        if name.partition("/")[::2] in {(scorer.name, m) for m in getattr(scorer, "lower_is_better", ())}:
+        if name.partition("/")[::2] in {(scorer.name, m) for m in lower_is_better(scorer)}:
             higher_is_better = False
     return name, higher_is_better
-
-
-# ------------------------------------------------------------------------------------------ checkpoint selection ----
-SELECTED_PREFIX = {"validation": "best", "test": "best_on_test"}
-SELECTION_LABEL = {
-    "best": "best on validation",
-    "best_on_test": "best on the TEST split (paper protocol; optimistic)",
-    "last": "last checkpoint",
-}
 
 
 @dataclass(frozen=True)
@@ -171,7 +106,6 @@ def improves(value: float, best: float | None, higher_is_better: bool) -> bool:
     return value > best if higher_is_better else value < best
 
 
-# ------------------------------------------------------------------------------------------ the best checkpoint ----
 def save_best(path: Path, state: dict[str, torch.Tensor], step: int, value: float) -> None:
     """Write the selected weights with the step and value they were selected at (staged, then renamed, so that a
     crash never leaves a torn file)."""
@@ -212,8 +146,25 @@ def lm_eval_targets(cfg: EvalConfig, selected: str | None) -> set[str]:
     return {"last", selected}
 
 
-def lm_eval_fallback_dir(data_task: str, data_params: dict[str, Any]) -> str | None:
-    """The trial's own GSM8K folder, for the shipped lm-eval tasks when no other folder is configured."""
-    if data_task == "gsm8k" and data_params.get("source", "local") == "local":
-        return data_params.get("path")
-    return None
+class Selection:
+    """One trial's checkpoint selection, planned once from its evaluation settings and scorers: the plan, the best
+    value and step so far (also kept in every checkpoint's meta, so a resumed trial goes on selecting), and the
+    weights of the best in ``path`` (``best.pt``)."""
+
+    def __init__(self, cfg: EvalConfig, scorers: list[Any], has_validation: bool, path: Path):
+        self.plan = plan_selection(cfg, *selection_metric(cfg, scorers), has_validation)
+        self.path = path
+        self.best: dict[str, Any] = {"value": None, "step": None}
+
+    def offer(self, step: int, metrics: dict[str, float], weights: Callable[[], dict[str, torch.Tensor]]) -> None:
+        """After a periodic evaluation: keep the weights (``weights()``) when the selection metric improves."""
+        if self.plan.split is None:
+            return
+        value = selection_value(self.plan, metrics)
+        if improves(value, self.best["value"], self.plan.higher_is_better):
+            save_best(self.path, weights(), step, value)
+            self.best = {"value": value, "step": step}
+
+    def selected(self) -> SelectedCheckpoint | None:
+        """The checkpoint to report beside the last one (None: no selection, or nothing saved)."""
+        return load_selected(self.plan, self.path, self.best)

@@ -1,6 +1,6 @@
-"""What a trial builds before training, seeded: task and data splits, tokenizer, model, the method's preparation
-of it (and LoRA), the tokenized training set; and how its examples are collated into batches (one function, for
-training and held-out evaluation alike)."""
+"""The first step of a trial, seeded: task and data splits, tokenizer, model, the method's preparation of it (and
+LoRA), the tokenized training set (:func:`prepare`); and how its examples are collated into batches (one
+:class:`~mtp_bench.data.pipeline.Collator`, for training and held-out evaluation alike)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ from mtp_bench.api.batches import TokenBatch
 from mtp_bench.api.method import MethodContext
 from mtp_bench.api.task import DropsCondition, HasVocabulary
 from mtp_bench.data.pipeline import (
+    Collator,
     ConditionDropout,
     Splits,
-    TokenizedExample,
     TokenizedSplit,
     build_splits,
-    collate,
     encode_prompt,
     tokenize,
 )
@@ -44,12 +43,9 @@ class Prepared:
     precision: torch.dtype | None
     condition_dropout: ConditionDropout | None = None  # class-label dropout of an image task (guidance training)
 
-    def step_items(self, step: int, indices: list[int]) -> list[TokenizedExample]:
-        """The training examples ``indices`` as optimiser step ``step`` trains on them (class-label dropout)."""
-        items = self.train_data.items
-        if self.condition_dropout is None:
-            return [items[i] for i in indices]
-        return self.condition_dropout.apply(step, indices, items)
+    @property
+    def collator(self) -> Collator:
+        return collator(self.trial, self.tokenizer)
 
 
 def build_task(trial: TrialConfig) -> Any:
@@ -99,7 +95,7 @@ def preload(trial: TrialConfig) -> None:
     once, before the first trial's timer starts. Best effort: anything missing fails later, inside the trial."""
     import importlib
 
-    import mtp_bench.evaluation.runner  # noqa: F401
+    import mtp_bench.evaluation.scoring  # noqa: F401
 
     for group, name in [(registry.METHODS, trial.method.name), (registry.TASKS, trial.data.task),
                         *((registry.SCORERS, s.name) for s in trial.evaluation.scorers)]:
@@ -120,11 +116,17 @@ def preload(trial: TrialConfig) -> None:
                     break
 
 
+def collator(trial: TrialConfig, tokenizer: Any) -> Collator:
+    """How the trial's examples become batches: the loss on the prompt too when pretraining, the prompt
+    bidirectional when the suite asks for it."""
+    return Collator(tokenizer.pad_token_id, loss_on_prompt=trial.train.mode == "pretrain",
+                    bidirectional_prompt=trial.bidirectional_prompt)
+
+
 def collate_items(trial: TrialConfig, tokenizer: Any, items: list) -> TokenBatch:
-    """One batch of tokenized examples as the trial trains on them: the loss on the prompt too when pretraining,
-    the prompt bidirectional when the suite asks for it."""
-    return collate(items, tokenizer.pad_token_id, loss_on_prompt=trial.train.mode == "pretrain",
-                   bidirectional_prompt=trial.bidirectional_prompt)
+    """One batch of tokenized examples as the trial trains on them (for tools that measure steps outside a
+    trial)."""
+    return collator(trial, tokenizer)(items)
 
 
 def count_parameters(module: TrainModule) -> dict[str, float]:
