@@ -49,7 +49,7 @@ READS_A_PATH = {"mtp_bench.analysis.reproduce", "mtp_bench.bench.zero_shot"}  # 
 OTHER_TOOLS = {"pip", "ssh", "mlflow", "lm_eval", "tail", "git"}
 SETUP = ["bash .ci/setup", ".venv/bin/mtp-bench run suites/quickstart.yaml",
          ".venv/bin/python -m pytest -q --durations=15"]
-QUICKSTART_TIME = "about 5 minutes on an idle 2-core machine"
+QUICKSTART_TIME = "under 5 minutes on an idle 2-core machine"
 FENCE = re.compile(r"^([ \t]*)```(\w*)\n(.*?)^\1```", re.M | re.S)
 
 

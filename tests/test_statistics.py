@@ -133,6 +133,14 @@ def test_power_note_matches_the_noncentral_t() -> None:
     assert stats.power_note(np.array([0.1, 0.1, 0.1])) is None  # no spread: nothing to work from
 
 
+def test_seeds_needed_is_the_fewest_with_enough_power_at_both_ends_of_the_range() -> None:
+    """The bisection's edges: a huge effect needs the minimum of 2 seeds, a tiny one more than the range holds."""
+    assert stats.power_note(np.array([1.0, 1.1, 0.9])).seeds_needed == next(
+        k for k in range(2, 10) if stats.paired_t_power(1.0, 0.1, k) >= 0.8)
+    assert stats.power_note(np.array([5.0, 5.001, 4.999])).seeds_needed == 2
+    assert stats.power_note(np.array([0.001, 1.0, -0.99])).seeds_needed is None  # d ~ 0.0035: > 1,000 seeds
+
+
 def test_exact_permutation_enumerates_every_sign_pattern() -> None:
     differences = np.array([0.3, 0.1, 0.2, 0.4, -0.05])
     signs = np.array(np.meshgrid(*[[-1, 1]] * 5)).reshape(5, -1).T

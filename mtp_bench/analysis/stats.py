@@ -246,11 +246,23 @@ def power_note(differences: np.ndarray, alpha: float = ALPHA, power: float = POW
         return None
     sd, n = float(d.std(ddof=1)), int(d.size)
     detectable = float(optimize.brentq(lambda e: paired_t_power(e, sd, n, alpha) - power, 1e-9 * sd, 1e3 * sd))
-    needed = None
-    if float(d.mean()) != 0.0:
-        needed = next((k for k in range(2, MAX_SEEDS_SEARCHED + 1)
-                       if paired_t_power(float(d.mean()), sd, k, alpha) >= power), None)
+    needed = _seeds_needed(float(d.mean()), sd, alpha, power) if float(d.mean()) != 0.0 else None
     return Power(sd, n, detectable, needed)
+
+
+def _seeds_needed(effect: float, sd: float, alpha: float, power: float) -> int | None:
+    """Fewest seeds (2..MAX_SEEDS_SEARCHED) whose paired t-test reaches ``power``; None beyond. Power grows with
+    the number of seeds, so a bisection finds it (a linear scan cost seconds per comparison table)."""
+    if paired_t_power(effect, sd, MAX_SEEDS_SEARCHED, alpha) < power:
+        return None
+    low, high = 1, MAX_SEEDS_SEARCHED  # power(low) < power (or low below the range), power(high) >= power
+    while high - low > 1:
+        middle = (low + high) // 2
+        if paired_t_power(effect, sd, middle, alpha) >= power:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 # ---------------------------------------------------------------------------------------- per question ----
