@@ -223,6 +223,12 @@ def test_sections_of_other_parts_are_kept(tmp_path: Path) -> None:
     assert text.index("bench:overhead") < text.index("bench:eval")  # report order, whatever the run order
     assert "reading 3" in section(text, "eval") and "reading 1" not in text
     assert "reading 2" in section(text, "overhead")
+    # notes written by hand above the sections (the summary of goals) survive a later run of any part
+    out.write_text(text.replace("<!-- bench:overhead -->", "- **Goals:** met, and why.\n\n<!-- bench:overhead -->", 1))
+    report.write(out, [make("overhead", "4")])
+    text = out.read_text()
+    assert text.count("- **Goals:** met, and why.") == 1 and text.index("Goals") < text.index("bench:overhead")
+    assert "reading 4" in section(text, "overhead") and "reading 3" in section(text, "eval")
 
 
 def test_bad_parts_are_refused(capsys: pytest.CaptureFixture[str]) -> None:

@@ -158,3 +158,35 @@ def test_a_run_that_overrode_methods_and_seeds_narrows_to_one_trial_of_its_grid(
     committed = {(t.method.display_name, t.seed): t.trial_id
                  for t in expand_grid(load_suite(record["suite"], record["overrides"]))}
     assert trial_id == committed[("mutor", 2)]
+
+
+def test_a_later_commit_that_changed_only_results_or_docs_runs_the_same_code(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Results are committed after the run that made them: the next commit has the same code and is accepted
+    without --allow-other-commit; a commit that changed the code is still refused."""
+    import subprocess
+
+    from mtp_bench.errors import OtherCommit
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.strip()
+
+    def commit(path: str, text: str) -> str:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+        git("add", path)
+        git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", path)
+        return git("rev-parse", "HEAD")
+
+    git("init", "-q")
+    ran = commit("mtp_bench/loop.py", "v1")
+    results_only = commit("results/quickstart/README.md", "numbers")
+    code_changed = commit("methods/mutor.py", "v2")
+    monkeypatch.setattr(reproduce, "SOURCE", tmp_path)
+    record = {"commits": [ran], "trials_by_commit": {ran: {"ntp": [0]}}}
+    assert reproduce.same_code(ran, results_only) and not reproduce.same_code(ran, code_changed)
+    lines = reproduce.check_commit(record, "ntp", 0, False, results_only)
+    assert f"this checkout is commit {results_only[:10]}: the code" in lines[-1] and f"same as at {ran[:10]}" in lines[-1]
+    with pytest.raises(OtherCommit):
+        reproduce.check_commit(record, "ntp", 0, False, code_changed)
+    assert not reproduce.same_code("0" * 40, results_only)  # a commit this clone does not have: cannot tell

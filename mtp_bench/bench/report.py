@@ -72,12 +72,25 @@ def existing_sections(path: Path) -> dict[str, str]:
     return {match.group(1): match.group(0) for match in _SECTION.finditer(path.read_text())}
 
 
+def existing_notes(path: Path) -> str:
+    """What a person wrote between the preamble and the first section (a summary of the goals, say): kept."""
+    if not path.is_file():
+        return ""
+    text = path.read_text()
+    start, end = text.find(PREAMBLE), text.find("<!-- bench:")
+    if start < 0 or end < 0:
+        return ""
+    return text[start + len(PREAMBLE):end].strip("\n")
+
+
 def write(path: Path, sections: list[Section]) -> str:
-    """Write ``sections`` into ``path``, keeping sections of other parts already there; returns the text."""
+    """Write ``sections`` into ``path``, keeping sections of other parts and the notes above them already there;
+    returns the text."""
     merged = existing_sections(path)
+    notes = existing_notes(path)
     merged.update({section.key: section.markdown() for section in sections})
     keys = [key for key in PARTS if key in merged] + sorted(set(merged) - set(PARTS))
-    text = "\n".join([TITLE, "", PREAMBLE, "", *[merged[key] for key in keys]])
+    text = "\n".join([TITLE, "", PREAMBLE, "", *([notes, ""] if notes else []), *[merged[key] for key in keys]])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return text
