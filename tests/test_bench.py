@@ -90,6 +90,7 @@ def quick_report(tmp_path_factory: pytest.TempPathFactory) -> str:
     return out.read_text()
 
 
+@pytest.mark.slow  # the module's quick_report runs a whole `bench --quick` (about a minute)
 def test_report_structure(quick_report: str) -> None:
     assert quick_report.startswith(report.TITLE)
     for key in PARTS:
@@ -103,6 +104,7 @@ def test_report_structure(quick_report: str) -> None:
         assert table(body), key
 
 
+@pytest.mark.slow  # the module's quick_report runs a whole `bench --quick` (about a minute)
 def test_overhead_numbers(quick_report: str) -> None:
     body = section(quick_report, "overhead")
     rows = table(body)
@@ -115,6 +117,7 @@ def test_overhead_numbers(quick_report: str) -> None:
     assert gap < 1e-4
 
 
+@pytest.mark.slow  # the module's quick_report runs a whole `bench --quick` (about a minute)
 def test_method_costs(quick_report: str) -> None:
     body = section(quick_report, "methods")
     sizes = tables(body)
@@ -159,6 +162,7 @@ def test_method_costs(quick_report: str) -> None:
     assert body.count("MuToR (") == 2 and "time per position " in body
 
 
+@pytest.mark.slow  # the module's quick_report runs a whole `bench --quick` (about a minute)
 def test_eval_speed(quick_report: str) -> None:
     body = section(quick_report, "eval")
     rows = table(body)
@@ -171,6 +175,7 @@ def test_eval_speed(quick_report: str) -> None:
     assert int(same.group(1)) == QUICK.eval_prompts  # the same model decoded greedily: the same completions
 
 
+@pytest.mark.slow  # the module's quick_report runs a whole `bench --quick` (about a minute)
 def test_speculative(quick_report: str) -> None:
     measured, implied = tables(section(quick_report, "speculative"))
     names = [row["drafting method"].split("`")[1] for row in measured]
@@ -200,6 +205,7 @@ def test_speculative(quick_report: str) -> None:
         assert close(first_number(row["implied speedup at depth"]), tau / cost)
 
 
+@pytest.mark.slow  # the module's quick_report runs a whole `bench --quick` (about a minute)
 def test_frontdoor(quick_report: str) -> None:
     rows = table(section(quick_report, "frontdoor"))
     assert [row["command"] for row in rows] == ["`mtp-bench --help`", "`mtp-bench validate suites/quickstart.yaml`"]
