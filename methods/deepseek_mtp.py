@@ -34,7 +34,7 @@ from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
 from mtp_bench.api.decoding import crop_cache, new_cache, verifier_forward
 from mtp_bench.api.heads import heads_drafter, horizon_batch, load_saved_heads, save_heads
 from mtp_bench.api.masks import allowed_attention, plain_forward_inputs
-from mtp_bench.api.method import MethodContext
+from mtp_bench.api.method import MethodContext, required_extra
 from mtp_bench.api.targets import target_loss
 from mtp_bench.methods.deepseek_mtp_params import DeepSeekMTPParams
 
@@ -117,8 +117,7 @@ class DeepSeekMTP:
         return trunk, outputs
 
     def loss(self, model: nn.Module, extra: nn.Module | None, batch: ModelBatch) -> LossOutput:
-        if extra is None:
-            raise ValueError("deepseek_mtp.loss needs the modules that deepseek_mtp.prepare returned")
+        extra = required_extra(extra, self.name, "modules")
         t = batch.tensors
         anat = anatomy(model)
         trunk, outputs = self.depth_outputs(model, extra, t)

@@ -28,7 +28,7 @@ from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
 from mtp_bench.api.decoding import verifier_forward
 from mtp_bench.api.heads import heads_drafter, horizon_batch, load_saved_heads, save_heads
 from mtp_bench.api.masks import plain_forward_inputs
-from mtp_bench.api.method import MethodContext
+from mtp_bench.api.method import MethodContext, required_extra
 from mtp_bench.api.targets import target_loss
 from mtp_bench.methods.medusa_params import MedusaParams
 
@@ -125,8 +125,7 @@ class Medusa:
         return horizon_batch(batch, self.params.n_heads + 1)
 
     def loss(self, model: nn.Module, extra: nn.Module | None, batch: ModelBatch) -> LossOutput:
-        if extra is None:
-            raise ValueError("medusa.loss needs the heads that medusa.prepare returned")
+        extra = required_extra(extra, self.name, "heads")
         t = batch.tensors
         anat = anatomy(model)
         inputs = plain_forward_inputs(t["input_ids"], t["attention_mask"], model, t.get("prompt_lengths"))

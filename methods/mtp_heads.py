@@ -63,6 +63,7 @@ class MultiTokenHeads:
 
     @property
     def horizons(self) -> range:
+        """The offsets the extra heads predict (head k the token k steps ahead); offset 1 is the base LM head's."""
         return range(2, self.params.n_future + 1)
 
     def prepare(self, model: nn.Module, tokenizer: Any) -> nn.Module | None:

@@ -89,7 +89,7 @@ from torch import Tensor, nn
 from mtp_bench.api.anatomy import anatomy, as_input_embedding
 from mtp_bench.api.batches import LossOutput, ModelBatch, TokenBatch
 from mtp_bench.api.decoding import cache_keyword, custom_attention
-from mtp_bench.api.method import MethodContext
+from mtp_bench.api.method import MethodContext, required_extra
 from mtp_bench.api.targets import count_targets, shifted_targets, target_loss
 from mtp_bench.methods.mutor_grid import grid_registers
 from mtp_bench.methods.mutor_layout import RegisterLayout, place_registers, register_forward_inputs, select_registers
@@ -237,8 +237,7 @@ class MuToR:
         return anat.logits(real), anat.logits(registers)
 
     def loss(self, model: nn.Module, extra: nn.Module | None, batch: ModelBatch) -> LossOutput:
-        if extra is None:
-            raise ValueError("mutor.loss needs the RegisterEmbedding that mutor.prepare returned")
+        extra = required_extra(extra, self.name, "RegisterEmbedding")
         t = batch.tensors
         anat = anatomy(model)
         real_hidden, register_hidden = self.hidden_states(model, extra, batch)

@@ -88,17 +88,18 @@ def check_commit(record: dict[str, Any], method: str, seed: int, allow_other: bo
     lines.append(f"provenance: {method} seed {seed} ran at commit {named}")
     if head is None:
         return [*lines, "warning: not a git checkout: cannot tell whether this is that commit"]
-    same = next((c for c in acceptable if same_code(c, head)), None) if head not in acceptable else None
-    if same is not None:  # a later commit that changed only results, docs or tests runs the same trials
-        lines.append(f"this checkout is commit {head[:10]}: the code ({', '.join(CODE_PATHS)}) is the same as at "
-                     f"{same[:10]}")
-    elif head not in acceptable:
-        if not allow_other:
-            raise OtherCommit(f"this checkout is commit {head[:10]}, the provenance names {named} for {method} seed "
-                              f"{seed}: check it out (git checkout {(expected or acceptable[0])[:10]}) or pass "
+    if head not in acceptable:
+        same = next((c for c in acceptable if same_code(c, head)), None)
+        if same is not None:  # a later commit that changed only results, docs or tests runs the same trials
+            lines.append(f"this checkout is commit {head[:10]}: the code ({', '.join(CODE_PATHS)}) is the same as "
+                         f"at {same[:10]}")
+        elif not allow_other:
+            raise OtherCommit(f"this checkout is commit {head[:10]}, the provenance names {named} for {method} "
+                              f"seed {seed}: check it out (git checkout {(expected or acceptable[0])[:10]}) or pass "
                               "--allow-other-commit to compare anyway")
-        lines.append(f"warning: running commit {head[:10]}, not {named} (--allow-other-commit): a difference may "
-                     "come from the code")
+        else:
+            lines.append(f"warning: running commit {head[:10]}, not {named} (--allow-other-commit): a difference "
+                         "may come from the code")
     if dirty:
         lines.append("warning: the checkout has local changes: a difference may come from them")
     return lines

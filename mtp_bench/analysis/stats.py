@@ -9,7 +9,7 @@ interval is honest at two), and none when every seed agrees (a note, never a sil
 
 Why t and not a bootstrap: a percentile bootstrap over 3 seeds *is* about the [min, max] of the values, a ~75%
 interval, and the two-level bootstrap (seeds and questions) covered 0.74-0.83 at 3 seeds when seeds differ.
-Simulated with these functions (``tests/test_interval_coverage.py``), the clipped t-interval covers >= 0.93 at 3
+Simulated with these functions (``tests/unit/analysis/test_interval_coverage.py``), the clipped t-interval covers >= 0.93 at 3
 and 5 seeds when the seeds' values are unimodal and moderately skewed (as per-seed accuracies on a few hundred
 questions are when training is stable). It relies on that: under strong skew (e.g. most seeds near 0 and a long
 tail, skewness ~1.5) it covers ~0.89, and when seeds are all-or-nothing (a seed learns the task or does not) no

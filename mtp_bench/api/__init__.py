@@ -3,7 +3,7 @@
 Contracts (Protocols: nothing to inherit):
 
 - :mod:`.method`   — :class:`Method` (required), :class:`SavesExtra`, :class:`SupportsDrafting`, :class:`Drafter`;
-  :class:`MethodContext`.
+  :class:`MethodContext`; :func:`required_extra` (a loss that needs what ``prepare`` returned).
 - :mod:`.batches`  — what a method exchanges with the shared loop: :class:`TokenBatch`, :class:`ModelBatch`,
   :class:`LossOutput`, ``IGNORE_INDEX``.
 - :mod:`.task`     — :class:`Task`, its records as :class:`Example`\\ s, and its optional hooks as Protocols.
@@ -27,7 +27,8 @@ from typing import Any
 
 _HOME = {
     **dict.fromkeys(["IGNORE_INDEX", "LossOutput", "ModelBatch", "TokenBatch"], "batches"),
-    **dict.fromkeys(["Drafter", "Method", "MethodContext", "SavesExtra", "SupportsDrafting"], "method"),
+    **dict.fromkeys(["Drafter", "Method", "MethodContext", "SavesExtra", "SupportsDrafting", "required_extra"],
+                    "method"),
     **dict.fromkeys(["ChecksData", "DropsCondition", "Example", "HasOwnValidation", "HasVocabulary", "Task"],
                     "task"),
     **dict.fromkeys(["EvalContext", "ScoreResult", "Scorer", "is_periodic", "is_selectable", "lower_is_better",

@@ -1,5 +1,5 @@
 """The method contract: the :class:`Method` Protocol, and the optional Protocols for saving its extra modules and
-for drafting in self-speculative decoding.
+for drafting in self-speculative decoding; :func:`required_extra`, how a loss refuses to run without those modules.
 
 A method is one file with one class that satisfies :class:`Method` (a Protocol: nothing to inherit). The shared loop
 (``mtp_bench.train.loop``) owns everything else — optimiser, schedule, accumulation, clipping, autocast, token
@@ -87,6 +87,14 @@ class Method(Protocol):
         after ``save_pretrained``. Whatever ``prepare`` added stays out of it (the harness saves ``extra`` beside it).
         """
         ...
+
+
+def required_extra(extra: nn.Module | None, method: str, what: str) -> nn.Module:
+    """``extra`` for a :meth:`Method.loss` that cannot run without the modules its ``prepare`` returned (``what``
+    names them in the error): None means the caller skipped ``prepare``."""
+    if extra is None:
+        raise ValueError(f"{method}.loss needs the {what} that {method}.prepare returned")
+    return extra
 
 
 @runtime_checkable

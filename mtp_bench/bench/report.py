@@ -66,17 +66,13 @@ class Section:
 _SECTION = re.compile(r"<!-- bench:(\w+) -->\n.*?<!-- /bench:\1 -->\n", re.DOTALL)
 
 
-def existing_sections(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    return {match.group(1): match.group(0) for match in _SECTION.finditer(path.read_text())}
+def existing_sections(text: str) -> dict[str, str]:
+    """The sections of a report already written (``text``), by part key."""
+    return {match.group(1): match.group(0) for match in _SECTION.finditer(text)}
 
 
-def existing_notes(path: Path) -> str:
+def existing_notes(text: str) -> str:
     """What a person wrote between the preamble and the first section (a summary of the goals, say): kept."""
-    if not path.is_file():
-        return ""
-    text = path.read_text()
     start, end = text.find(PREAMBLE), text.find("<!-- bench:")
     if start < 0 or end < 0:
         return ""
@@ -86,8 +82,9 @@ def existing_notes(path: Path) -> str:
 def write(path: Path, sections: list[Section]) -> str:
     """Write ``sections`` into ``path``, keeping sections of other parts and the notes above them already there;
     returns the text."""
-    merged = existing_sections(path)
-    notes = existing_notes(path)
+    old = path.read_text() if path.is_file() else ""
+    merged = existing_sections(old)
+    notes = existing_notes(old)
     merged.update({section.key: section.markdown() for section in sections})
     keys = [key for key in PARTS if key in merged] + sorted(set(merged) - set(PARTS))
     text = "\n".join([TITLE, "", PREAMBLE, "", *([notes, ""] if notes else []), *[merged[key] for key in keys]])

@@ -7,7 +7,7 @@ resources): one line per problem naming the key path or file:line, at most five 
 The ``python -m`` tools (data twins, GGUF conversion, zero-shot scoring, makespan) go through :func:`run_script`, so
 their errors read the same.
 
-Building the parser and ``validate`` import no torch, mlflow, ray or scipy (``tests/test_cli.py`` checks): every
+Building the parser and ``validate`` import no torch, mlflow, ray or scipy (``tests/unit/cli/test_entry.py`` checks): every
 command module imports its heavy libraries inside ``execute``.
 """
 

@@ -5,7 +5,8 @@ Every hub loader of the paper's text tasks goes through :func:`stream_rows`: the
 reached — no network, a wrong id, a gated set without a login — becomes one :class:`DataError` that says so and
 names the local alternative. :func:`check_local_files` is the shared ``source: local`` check of the tasks' Params;
 :func:`split_file`, :func:`hub_split` and :func:`preflight_local` are the split choices and preflight of the tasks
-whose Params name a ``train_file`` / ``test_file`` pair (AQuA-RAT, DialogSum, SAMSum).
+whose Params name a ``train_file`` / ``test_file`` pair (AQuA-RAT, DialogSum, SAMSum), and the validators of those
+Params.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationInfo, field_validator, model_validator
 
 from mtp_bench.data.files import shown_path
 from mtp_bench.errors import DataError
@@ -97,10 +98,31 @@ def check_own_validation(params: SplitFiles) -> None:
                          "on train, or carve validation from it (validation: carve)")
 
 
+def split_files_validator(dev_file: str | None = None) -> Any:
+    """The ``path`` validator of Params with a ``train_file`` / ``test_file`` pair, for their class body:
+    ``_check_local = split_files_validator(...)`` runs :func:`check_split_files` with this ``dev_file``."""
+
+    def check_local(cls: type[BaseModel], path: str | None, info: ValidationInfo) -> str | None:
+        return check_split_files(cls, path, info.data, dev_file=dev_file)
+
+    return field_validator("path")(check_local)
+
+
+def own_validation_validator() -> Any:
+    """The Params check of ``validation: own``, for their class body: ``_own_validation = own_validation_validator()``
+    runs :func:`check_own_validation` once every field is set (pydantic names the task's params in its error)."""
+
+    def own_validation(self: Any) -> Any:
+        check_own_validation(self)
+        return self
+
+    return model_validator(mode="after")(own_validation)
+
+
 class SplitFiles(Protocol):
     """The Params fields of a task read from local train/validation/test files or from hub splits. Each task's
     Params declares them itself, with its own defaults and docs (no Params inheritance), so those declarations look
-    alike."""
+    alike; their validators come from :func:`split_files_validator` and :func:`own_validation_validator`."""
 
     source: Literal["local", "hub"]
     path: str | None

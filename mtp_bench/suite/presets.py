@@ -10,66 +10,34 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+
+def _decoder(width: int, ffn: int, layers: int, heads: int, kv_heads: int, tie_word_embeddings: bool = True,
+             **more: Any) -> dict[str, Any]:
+    """The config fields of a Llama-style decoder (Llama, Qwen2): width, SwiGLU width, layers, query and key-value
+    heads, 2,048 positions, tied embeddings unless ``tie_word_embeddings=False``; ``more``: any other field."""
+    return dict(
+        hidden_size=width,
+        intermediate_size=ffn,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=2048,
+        **more,
+        tie_word_embeddings=tie_word_embeddings,
+    )
+
+
 # name -> (model_type, config fields). The vocabulary and special-token ids come from the trained tokenizer.
-# Each entry spells out all its fields on purpose (the table is data, read one preset at a time), so entries look alike.
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "tiny-llama": (
-        "llama",
-        dict(
-            hidden_size=128,
-            intermediate_size=384,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=4,
-            max_position_embeddings=2048,
-            tie_word_embeddings=True,
-        ),
-    ),
-    "micro-llama": (
-        "llama",
-        dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=2048,
-            tie_word_embeddings=True,
-        ),
-    ),
-    "tiny-qwen2": (
-        "qwen2",
-        dict(
-            hidden_size=128,
-            intermediate_size=384,
-            num_hidden_layers=4,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=2048,
-            tie_word_embeddings=True,
-        ),
-    ),
-    "tiny-gpt2": (
-        "gpt2",
-        dict(n_embd=128, n_layer=4, n_head=4, n_positions=2048, tie_word_embeddings=True),
-    ),
+    "tiny-llama": ("llama", _decoder(width=128, ffn=384, layers=4, heads=4, kv_heads=4)),
+    "micro-llama": ("llama", _decoder(width=32, ffn=64, layers=2, heads=4, kv_heads=2)),
+    "tiny-qwen2": ("qwen2", _decoder(width=128, ffn=384, layers=4, heads=4, kv_heads=2)),
+    "tiny-gpt2": ("gpt2", dict(n_embd=128, n_layer=4, n_head=4, n_positions=2048, tie_word_embeddings=True)),
     # LlamaGen's GPT-B (the MuToR paper's image model): its SwiGLU width is 2 x 4 x 768 / 3 rounded up to a multiple
     # of 256 = 2048, RMSNorm eps 1e-5, rotary base 10,000, an untied output layer. Our Llama has 1D rotary positions
     # where LlamaGen uses 2D ones (see docs/images.md).
-    "llamagen-b": (
-        "llama",
-        dict(
-            hidden_size=768,
-            intermediate_size=2048,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            num_key_value_heads=12,
-            max_position_embeddings=2048,
-            rms_norm_eps=1e-5,
-            rope_theta=10000.0,
-            tie_word_embeddings=False,
-        ),
-    ),
+    "llamagen-b": ("llama", _decoder(width=768, ffn=2048, layers=12, heads=12, kv_heads=12, rms_norm_eps=1e-5,
+                                     rope_theta=10000.0, tie_word_embeddings=False)),
 }
 
 

@@ -19,17 +19,17 @@ import logging
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict
 
 from mtp_bench.data.files import read_jsonl
 from mtp_bench.data.hub import (
     Split,
-    check_own_validation,
-    check_split_files,
     hub_split,
     local_hint,
+    own_validation_validator,
     preflight_local,
     split_file,
+    split_files_validator,
     stream_rows,
 )
 
@@ -103,15 +103,8 @@ class AquaRatParams(BaseModel):
     hub_train_split: Literal["train", "validation"] = "train"
     """Hub split used for training (``validation: carve`` carves validation from it)."""
 
-    @field_validator("path")
-    @classmethod
-    def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
-        return check_split_files(cls, path, info.data, dev_file="dev.json")
-
-    @model_validator(mode="after")
-    def _own_validation(self) -> AquaRatParams:
-        check_own_validation(self)
-        return self
+    _check_local = split_files_validator(dev_file="dev.json")
+    _own_validation = own_validation_validator()
 
 
 class AquaRat:

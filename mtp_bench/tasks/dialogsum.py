@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from mtp_bench.data.hub import Split, check_own_validation, check_split_files, preflight_local
+from mtp_bench.data.hub import Split, own_validation_validator, preflight_local, split_files_validator
 from mtp_bench.tasks import summaries
 
 REFERENCE_FIELDS = ("summary", "summary1", "summary2", "summary3")
@@ -56,20 +56,10 @@ class DialogSumParams(BaseModel):
     hub_train_split: Literal["train", "validation"] = "train"
     """Hub split used for training (``validation: carve`` carves validation from it)."""
 
-    prompt: Literal["ours", "official"] = "ours"
-    """Prompt: ``ours`` (``Summarize the following dialogue.`` then the dialogue and ``Summary:``) or ``official``,
-    the MuToR code's (``Dialogue:`` on its own line, the dialogue, ``Summary:``). ``data.prompt_template`` overrides
-    either."""
+    prompt: Literal["ours", "official"] = Field("ours", description=summaries.PROMPT_DOC)
 
-    @field_validator("path")
-    @classmethod
-    def _check_local(cls, path: str | None, info: ValidationInfo) -> str | None:
-        return check_split_files(cls, path, info.data, dev_file="dialogsum.dev.jsonl")
-
-    @model_validator(mode="after")
-    def _own_validation(self) -> DialogSumParams:
-        check_own_validation(self)
-        return self
+    _check_local = split_files_validator(dev_file="dialogsum.dev.jsonl")
+    _own_validation = own_validation_validator()
 
 
 class DialogSum:

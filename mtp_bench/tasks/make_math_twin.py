@@ -21,8 +21,6 @@ folder (``results/math_tiny/scratch/data``) is ignored by git.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 from mtp_bench.data.files import read_jsonl
 from mtp_bench.errors import DataError
 from mtp_bench.tasks.gsm8k import gold_answer
+from mtp_bench.tasks.twins import made_from, source_folder, write_jsonl
 
 SOURCES = ("gsm8k", "augmented_gsm8k", "math", "augmented_math")
 """``problem_source`` values written in turn (OpenMathInstruct-2's four)."""
@@ -98,12 +97,6 @@ def word_problems(n_train: int, n_test: int, seed: int) -> tuple[list[dict[str, 
     return task.records("train"), task.records("test")
 
 
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def make_twin(out: Path, *, gsm8k: Path | None = None, n_train: int | None = None, n_test: int | None = None,
               seed: int = 0) -> dict[str, int]:
     """Write ``out/train_1M.jsonl`` and ``out/test.jsonl``; from GSM8K at ``gsm8k``, else from generated word
@@ -139,11 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("train", "test"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
-    gsm8k = None if args.word_problems else Path(args.gsm8k or os.environ.get("MTP_BENCH_GSM8K_DIR") or DEFAULT_GSM8K)
+    gsm8k = None if args.word_problems else source_folder(args.gsm8k, "MTP_BENCH_GSM8K_DIR", DEFAULT_GSM8K)
     counts = make_twin(Path(args.out), gsm8k=gsm8k, n_train=args.train, n_test=args.test, seed=args.seed)
-    origin = f"GSM8K at {gsm8k}" if gsm8k else "generated word problems"
     print(f"wrote {counts[TRAIN_FILE]} training rows ({Path(args.out) / TRAIN_FILE}) and {counts[TEST_FILE]} test rows "
-          f"({Path(args.out) / TEST_FILE}) from {origin}")
+          f"({Path(args.out) / TEST_FILE}) from {made_from('GSM8K', gsm8k, 'generated word problems')}")
     return 0
 
 

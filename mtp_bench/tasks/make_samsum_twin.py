@@ -33,8 +33,6 @@ templated summary, deterministic in ``--seed``.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import re
 from pathlib import Path
@@ -42,6 +40,7 @@ from typing import Any
 
 from mtp_bench.data.files import read_jsonl
 from mtp_bench.errors import DataError
+from mtp_bench.tasks.twins import made_from, source_folder, write_jsonl
 
 DEFAULT_OUT = "results/samsum_tiny/scratch/data"
 DEFAULT_DIALOGSUM = "../shared/data/dialogsum"
@@ -188,12 +187,6 @@ def generated(counts: dict[str, int], seed: int) -> dict[str, list[dict[str, str
 
 
 # ---------------------------------------------------------------------------------------------------- files ----
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
 def make_twin(out: Path, *, source: Path | None = None, counts: dict[str, int] | None = None,
               seed: int = 0) -> dict[str, int]:
     """Write ``out/train.jsonl``, ``validation.jsonl`` and ``test.jsonl``: from the DialogSum folder ``source``, else
@@ -226,12 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     counts = {split: getattr(args, split) for split in OUT_FILES if getattr(args, split) is not None}
     if counts and not args.generated:
         parser.error("--train/--validation/--test size the --generated chats; from DialogSum every row is written")
-    source = None if args.generated else \
-        Path(args.source or os.environ.get("MTP_BENCH_DIALOGSUM_DIR") or DEFAULT_DIALOGSUM)
+    source = None if args.generated else source_folder(args.source, "MTP_BENCH_DIALOGSUM_DIR", DEFAULT_DIALOGSUM)
     written = make_twin(Path(args.out), source=source, counts=counts, seed=args.seed)
-    origin_text = f"DialogSum at {source}" if source else "generated chats"
     print(f"wrote {', '.join(f'{count} rows to {name}' for name, count in written.items())} in {args.out} "
-          f"from {origin_text}")
+          f"from {made_from('DialogSum', source, 'generated chats')}")
     return 0
 
 

@@ -16,6 +16,10 @@ ANSWER_TEMPLATE = " {summary}"  # the first reference is the training target; sc
 # The tasks' ``prompt`` choice: ours (an instruction line first), or the MuToR code's summarisation prompt (no
 # instruction; its target is " " + summary + EOS, as ours).
 PROMPTS = {"ours": PROMPT_TEMPLATE, "official": "Dialogue:\n{dialogue}\n\nSummary:"}
+# The description of the tasks' ``prompt`` field, which picks one of PROMPTS.
+PROMPT_DOC = """Prompt: ``ours`` (``Summarize the following dialogue.`` then the dialogue and ``Summary:``) or ``official``,
+the MuToR code's (``Dialogue:`` on its own line, the dialogue, ``Summary:``). ``data.prompt_template`` overrides
+either."""
 
 
 def clean(text: str) -> str:

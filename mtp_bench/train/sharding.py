@@ -102,7 +102,7 @@ def gathered(root: nn.Module, keep: bool) -> Iterator[None]:
 def _lift_state_dict_hooks(modules: list[nn.Module]) -> list[Any]:
     """Remove FSDP's ``state_dict`` pre-hooks, which reshard before reading: ``save_pretrained`` and a method's
     ``save_extra`` on rank 0 would otherwise free the whole parameters and meet DTensor slices. (FSDP2 offers no
-    public switch; these are torch 2.13 internals, checked by tests/test_ray_train.py.)"""
+    public switch; these are torch 2.13 internals, checked by tests/e2e/test_ray_train.py.)"""
     groups = [group for module in modules for group in module._get_fsdp_state()._fsdp_param_groups]
     for group in groups:
         save, load = group._module_to_pre_save_state_dict_hook_handle, group._module_to_pre_load_state_dict_hook_handle

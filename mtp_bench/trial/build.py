@@ -5,6 +5,7 @@ LoRA), the tokenized training set (:func:`prepare`); and how its examples are co
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -43,7 +44,7 @@ class Prepared:
     precision: torch.dtype | None
     condition_dropout: ConditionDropout | None = None  # class-label dropout of an image task (guidance training)
 
-    @property
+    @cached_property
     def collator(self) -> Collator:
         return collator(self.trial, self.tokenizer)
 

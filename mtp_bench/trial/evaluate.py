@@ -32,6 +32,7 @@ class TrialEvaluation:
         self.selection = Selection(prepared.trial.evaluation, self.scorers, bool(prepared.splits.validation),
                                    workdir / "best.pt")
         self.last_eval_step: int | None = None  # set by periodic
+        self._held_out: dict[str, list] = {}  # split -> its tokenized examples (tokenized once, at the first eval)
 
     def context(self, model: nn.Module) -> ScoringContext:
         """What the scorers get: the exported ``model`` and the trial's task, method, tokenizer and settings."""
@@ -58,8 +59,10 @@ class TrialEvaluation:
         examples = p.splits.validation if split == "val" else p.splits.test
         metrics: dict[str, float] = {}
         if trial.evaluation.held_out_loss and examples:
-            items = tokenize(examples, p.tokenizer, max_length=trial.train.max_length, overlength="truncate").items
-            batches = p.collator.batches(items, trial.train.batch_size)
+            if split not in self._held_out:
+                self._held_out[split] = tokenize(examples, p.tokenizer, max_length=trial.train.max_length,
+                                                 overlength="truncate").items
+            batches = p.collator.batches(self._held_out[split], trial.train.batch_size)
             losses = held_out_loss(p.module, p.method, batches, p.device, p.precision)
             metrics.update({f"{split}/{name}": value for name, value in losses.items()})
         exported = p.method.export(p.module.model, p.module.extra)

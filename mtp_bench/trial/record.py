@@ -57,12 +57,12 @@ class Recorder:
         params["precision"] = str(prepared.precision or "fp32")
         self.tracker.log_params(self.run_id, params)
         self.log(parameters, 0)
-        if self.trial.tracking.log_artifacts:
+        if self.artifacts:
             self.tracker.log_text(self.run_id, yaml.safe_dump(self.trial.model_dump(mode="json"), sort_keys=False),
                                   "trial.yaml")
 
     def params(self, params: dict[str, str]) -> None:
-        if self.tracker is not None:
+        if self.tracked:
             self.tracker.log_params(self.run_id, params)
 
     def tags(self, tags: dict[str, str]) -> None:
@@ -71,7 +71,7 @@ class Recorder:
 
     def rows(self, rows: list[dict[str, Any]], path: str) -> None:
         """Per-sample rows as ``path`` (JSON lines) under the run's artifacts."""
-        if self.tracker is not None and self.trial.tracking.log_artifacts:
+        if self.artifacts:
             self.tracker.log_jsonl(self.run_id, rows, path)
 
     def samples(self, samples: dict[str, list[dict[str, Any]]], split: str, tag: str = "",

@@ -1,0 +1,197 @@
+"""A trial larger than one device: data-parallel training through Ray Train, tested with 2 gloo CPU workers.
+
+Two workers with batch b and no accumulation see, step for step, the examples one process sees with batch b and
+accumulation 2 (and the same method randomness), so their logged losses and gradient norms must agree; rank 0 alone
+evaluates, checkpoints and records the run. Under FSDP the weights are sharded, so this also checks that gathering
+them for rank 0's evaluation, checkpoints and export gives exactly the single-process results, and that a sharded
+trial resumes from its checkpoint. Failures are injected as in test_failure_isolation.py: a Ray
+``worker_process_setup_hook`` wraps ``Trainer.train_step`` in every worker, driven by a plan file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import make_suite, write_suite
+from mtp_bench.scheduler import FINISHED, run_suite
+from mtp_bench.suite import expand_grid, load_suite
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+PLAN = Path(f"/tmp/mtp-bench-ray-train-plan-{os.getpid()}.json")
+COMMON = ["train.max_steps=4", "train.batch_size=4", "train.torch_threads=1"]
+WIDE = ["train.grad_accum=1", "resources.num_workers=2", "resources.cpus_per_trial=1"]
+
+
+def fail_once_per_rank(plan_path: str = str(PLAN)) -> None:
+    """Runs at the start of every Ray worker: ``train_step`` raises once on every rank where the plan names the
+    trial's method and the step, as a crash of the whole trial would."""
+    import json as json_
+    from pathlib import Path as Path_
+
+    from mtp_bench.train.loop import Trainer
+
+    original = Trainer.train_step
+
+    def train_step(self, step):
+        plan = json_.loads(Path_(plan_path).read_text()) if Path_(plan_path).is_file() else []
+        for rule in plan:
+            marker = Path_(f"{plan_path}.{rule['method']}.{self.dist.rank}.done")
+            if rule["method"] == self.method.name and rule["step"] == step and not marker.exists():
+                marker.touch()
+                raise RuntimeError(f"injected failure at step {step + 1}")
+        return original(self, step)
+
+    Trainer.train_step = train_step
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_with_injection(tmp_path_factory):
+    import ray
+    from ray import cloudpickle
+
+    os.environ["MTP_BENCH_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")  # as conftest, before workers start
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import the test module
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": fail_once_per_rank})
+    yield
+    ray.shutdown()
+    for path in PLAN.parent.glob(PLAN.name + "*"):
+        path.unlink()
+
+
+def _history(tracker, run_id: str, name: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in tracker.client.get_metric_history(run_id, name))
+
+
+def _values(history: list[tuple[int, float]]) -> list[float]:
+    return [value for _, value in history]
+
+
+def test_two_gloo_ddp_workers_match_one_process_with_twice_the_accumulation(tmp_path, gsm8k_dir, store):
+    from mtp_bench.tracking import Tracker
+
+    path = write_suite(tmp_path, make_suite(tmp_path, gsm8k_dir))
+    single = load_suite(path, [*COMMON, "train.grad_accum=2"])
+    wide = load_suite(path, [*COMMON, *WIDE, "resources.strategy=ddp"])
+    reference = run_suite(single, expand_grid(single), use_ray=False).reports[0]
+    result = run_suite(wide, expand_grid(wide), use_ray=True).reports[0]
+    assert result.status == FINISHED, result.error
+    tracker = Tracker(store, "tiny")
+    assert len(tracker.trial_runs()) == 2  # one run per trial: the second worker recorded nothing
+    expected, got = _history(tracker, reference.run_id, "train/loss"), _history(tracker, result.run_id, "train/loss")
+    assert len(got) == 4 and _values(got) == pytest.approx(_values(expected), abs=1e-5)
+    assert _history(tracker, result.run_id, "train/tokens_seen") == _history(tracker, reference.run_id,
+                                                                             "train/tokens_seen")
+    run = tracker.client.get_run(result.run_id)
+    assert "val/gsm8k/exact_match" in run.data.metrics and "last/test/gsm8k/exact_match" in run.data.metrics
+    assert (tmp_path / "trials" / "tiny" / result.trial_id / "checkpoint" / "meta.json").is_file()
+
+
+def test_a_two_gloo_worker_fsdp_trial_matches_one_process_resumes_and_exports_the_whole_model(tmp_path, gsm8k_dir,
+                                                                                             store):
+    """Through Ray Train: the trial crashes on both ranks in step 4 and is retried from its step-2 checkpoint (written
+    from gathered shards, loaded back into shards); it must end exactly where the uninterrupted single process ends,
+    with rank 0's evaluation and export of the whole weights."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from mtp_bench.tracking import Tracker
+
+    path = write_suite(tmp_path, make_suite(tmp_path, gsm8k_dir))
+    single = load_suite(path, [*COMMON, "train.grad_accum=2"])
+    wide = load_suite(path, [*COMMON, *WIDE, "resources.strategy=fsdp", "resources.max_retries=1"])
+    reference = run_suite(single, expand_grid(single), use_ray=False).reports[0]
+    PLAN.write_text(json.dumps([{"method": "ntp", "step": 3}]))
+    result = run_suite(wide, expand_grid(wide), use_ray=True).reports[0]
+    assert (result.status, result.attempt) == (FINISHED, 2), result.error
+    tracker = Tracker(store, "tiny")
+    assert len(tracker.trial_runs()) == 2  # one run per trial: no second worker's, no retry's
+    for name in ("train/loss", "train/grad_norm"):  # equal gradient norms: FSDP's averaging is compensated
+        expected, got = _history(tracker, reference.run_id, name), _history(tracker, result.run_id, name)
+        assert [step for step, _ in got] == [1, 2, 3, 4]  # steps 1-3, the crash, 3-4 again from step 2: 3 logged once
+        assert _values(got) == pytest.approx(_values(expected), abs=1e-5), name
+    # rank 0 evaluated (periodically and at the end) with the whole weights: the single process's scores
+    final = tracker.client.get_run(result.run_id).data.metrics
+    scored = {k: v for k, v in reference.metrics.items() if k.startswith(("val/", "last/", "best/"))}
+    assert scored and {k: final[k] for k in scored} == pytest.approx(scored, abs=1e-5)
+    assert [step for step, _ in _history(tracker, result.run_id, "val/gsm8k/exact_match")] == [2, 4]
+    trials = tmp_path / "trials" / "tiny"
+    assert json.loads((trials / result.trial_id / "checkpoint" / "meta.json").read_text())["step"] == 4
+    # the export is the whole trained model, loadable on its own and equal to the single process's
+    weights = AutoModelForCausalLM.from_pretrained(trials / result.trial_id / "export").state_dict()
+    expected = AutoModelForCausalLM.from_pretrained(trials / reference.trial_id / "export").state_dict()
+    assert weights.keys() == expected.keys()
+    assert all(torch.allclose(weights[k], expected[k], atol=1e-5) for k in weights)
+
+
+def _fsdp_rank(rank: int, world: int, init: str, trials: list[dict], workdir: str, out: str) -> None:
+    """One rank of FSDP trials on gloo, run directly (what a Ray Train worker runs, minus Ray's set-up)."""
+    from functools import partial
+
+    import torch
+
+    from mtp_bench.scheduler.ray_train import all_reduce_sum, wrap_module
+    from mtp_bench.suite.config import TrialConfig
+    from mtp_bench.train.loop import Distributed
+    from mtp_bench.trial import run_trial
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    cpu, results = torch.device("cpu"), {}
+    for document in trials:
+        trial, log = TrialConfig.model_validate(document), []
+        dist = Distributed(world_size=world, rank=rank, all_reduce_sum=partial(all_reduce_sum, device=cpu))
+        outcome = run_trial(trial, workdir=Path(workdir) / trial.trial_id, dist=dist, device=cpu, progress=False,
+                            wrap=partial(wrap_module, strategy="fsdp", device=cpu, dist=dist),
+                            on_metrics=lambda metrics, step, log=log: log.append((step, metrics)))
+        results[trial.method.name] = {"log": log, "final": outcome.metrics, "export": str(outcome.export_dir)}
+    if rank == 0:
+        Path(out).write_text(json.dumps(results))
+    torch.distributed.destroy_process_group()
+
+
+def test_mutor_and_transformer_heads_under_fsdp_match_one_process(tmp_path, gsm8k_dir):
+    """MuToR builds its input through the embeddings and draws register offsets at random; Gloeckle heads run copied
+    decoder layers (sharded like the model's) through hooks on the last layer. Both, on 2 gloo ranks (spawned
+    directly: the Ray Train path is the test above), match one process with twice the accumulation, and rank 0's
+    lm-eval (transformers' generate) runs on the gathered weights alone."""
+    import torch
+    from safetensors.torch import load_file
+
+    from mtp_bench.trial import run_trial
+
+    methods = [{"name": "mutor"}, {"name": "mtp_heads"}]
+    lm_eval = {"tasks": ["gsm8k_mutor_local"], "limit": 2, "max_gen_toks": 6, "batch_size": 2,
+               "data_dir": str(gsm8k_dir), "checkpoints": "last"}
+    evaluation = {"scorers": [{"name": "gsm8k"}], "max_new_tokens": 8, "every_steps": 2, "lm_eval": lm_eval}
+    suite = make_suite(tmp_path, gsm8k_dir, methods=methods, baseline="mutor", evaluation=evaluation)
+    path = write_suite(tmp_path, suite)
+    single = expand_grid(load_suite(path, [*COMMON, "train.grad_accum=2"]))
+    wide = expand_grid(load_suite(path, [*COMMON, *WIDE, "resources.strategy=fsdp"]))
+    out = tmp_path / "fsdp.json"
+    torch.multiprocessing.spawn(_fsdp_rank, nprocs=2, args=(2, f"file://{tmp_path / 'rendezvous'}",
+                                                          [t.model_dump(mode="json") for t in wide],
+                                                          str(tmp_path / "fsdp"), str(out)))
+    sharded = json.loads(out.read_text())
+    for trial in single:
+        log: list = []
+        outcome = run_trial(trial, workdir=tmp_path / "single" / trial.trial_id, progress=False,
+                            on_metrics=lambda metrics, step, log=log: log.append((step, metrics)))
+        got = sharded[trial.method.name]
+        for name in ("train/loss", "train/grad_norm"):
+            expected = [(step, m[name]) for step, m in log if name in m]
+            history = [(step, m[name]) for step, m in got["log"] if name in m]
+            assert [step for step, _ in history] == [step for step, _ in expected] == [1, 2, 3, 4]
+            assert _values(history) == pytest.approx(_values(expected), abs=1e-5), (trial.method.name, name)
+        scored = {k: v for k, v in outcome.metrics.items() if k.startswith(("last/", "best/"))}
+        assert "last/lm_eval/gsm8k_mutor_local/n_samples" in scored
+        assert {k: got["final"][k] for k in scored} == pytest.approx(scored, abs=1e-5), trial.method.name
+    heads = [load_file(str(Path(export) / "extra" / "heads.safetensors"))
+             for export in (outcome.export_dir, got["export"])]
+    assert heads[0].keys() == heads[1].keys() and all(torch.allclose(heads[0][k], heads[1][k], atol=1e-5)
+                                                      for k in heads[0])
