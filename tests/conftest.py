@@ -18,6 +18,12 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(min(threads, torch.get_num_threads()))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # End-to-end modules first (a stable sort keeps each module's tests together): under -n the longest modules
+    # start early, and the short unit modules fill in at the end instead of one process finishing Ray runs alone.
+    items.sort(key=lambda item: "e2e" not in item.path.parts)
+
+
 @pytest.fixture
 def gsm8k_dir() -> Path:
     """The local GSM8K copy: $MTP_BENCH_GSM8K_DIR, else ../shared/data/gsm8k beside the repository."""
