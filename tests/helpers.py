@@ -12,7 +12,10 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -375,3 +378,20 @@ def codes_params(root: Path, **kw):
 
     return ImageCodesParams(path=str(root), image_size=64, downsample=16, codebook_size=32, num_classes=5,
                             test_size=2, **kw)
+
+
+@contextmanager
+def local_ray_with_hook(base: Path, module: ModuleType, hook: Callable[[], None]) -> Iterator[None]:
+    """A 2-CPU local Ray whose worker processes run ``hook`` (from test ``module``) at start-up: how the Ray tests
+    inject failures into trials. The cache is set before the workers start, as conftest sets it for this process."""
+    import ray
+    from ray import cloudpickle
+
+    os.environ["MTP_BENCH_CACHE"] = str(base / "cache")
+    cloudpickle.register_pickle_by_value(module)  # workers cannot import a test module
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"worker_process_setup_hook": hook})
+    try:
+        yield
+    finally:
+        ray.shutdown()

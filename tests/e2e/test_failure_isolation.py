@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_suite, write_suite
+from helpers import local_ray_with_hook, make_suite, write_suite
 from mtp_bench.scheduler import FAILED, FINISHED, run_suite
 from mtp_bench.suite import expand_grid, load_suite
 
@@ -53,15 +53,8 @@ def inject_failures(plan_path: str = str(PLAN)) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_with_injection(tmp_path_factory):
-    import ray
-    from ray import cloudpickle
-
-    os.environ["MTP_BENCH_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")  # as conftest, before workers start
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import the test module
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": inject_failures})
-    yield
-    ray.shutdown()
+    with local_ray_with_hook(tmp_path_factory.getbasetemp(), sys.modules[__name__], inject_failures):
+        yield
     PLAN.unlink(missing_ok=True)
 
 
