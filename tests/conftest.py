@@ -19,9 +19,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # End-to-end modules first (a stable sort keeps each module's tests together): under -n the longest modules
-    # start early, and the short unit modules fill in at the end instead of one process finishing Ray runs alone.
-    items.sort(key=lambda item: "e2e" not in item.path.parts)
+    # Modules with a slow test first, end-to-end before unit (a stable sort keeps each module's tests together):
+    # under -n the longest modules start early, and the short ones fill in at the end instead of one process
+    # finishing Ray runs alone.
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: (item.path not in slow, "e2e" not in item.path.parts))
 
 
 @pytest.fixture

@@ -8,14 +8,15 @@ The test folder is on ``sys.path`` (``pythonpath`` in pyproject.toml), so a test
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,8 +25,8 @@ import yaml
 
 from mtp_bench import cli, registry
 from mtp_bench.api import MethodContext, TokenBatch
+from mtp_bench.cache import cache_root
 from mtp_bench.data.pipeline import TokenizedExample, collate
-from mtp_bench.models.cache import cache_root
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"  # real data sets beside the repository (GSM8K, AQuA-RAT, DialogSum)
@@ -39,7 +40,7 @@ HEAVY = ("torch", "mlflow", "ray", "scipy", "transformers", "matplotlib")
 # The package's layers, bottom up (docs/architecture.md has the same table; tests/unit/test_architecture.py enforces
 # it). A module may import its own part and any part of a lower layer, never a part of its own layer or above.
 LAYERS: list[set[str]] = [
-    {"errors", "cpu_kernels"},
+    {"errors", "cpu_kernels", "cache"},
     {"registry"},
     {"api", "suite", "tracking"},
     {"data", "models"},
@@ -380,18 +381,115 @@ def codes_params(root: Path, **kw):
                             test_size=2, **kw)
 
 
+def inject_failures(plan_path: str) -> None:
+    """Runs at the start of every Ray worker (a ``worker_process_setup_hook``): ``Trainer.train_step`` fails as the
+    plan file says, for the trials a rule matches by ``seed``, ``lr`` and ``method`` (each optional) at ``step``:
+    ``how`` is ``raise`` (an error in the trial) or ``exit`` (the process dies, as an out-of-memory kill would);
+    ``once`` fires the rule only the first time, ``per_rank`` once on every rank of a data-parallel trial."""
+    import json as json_
+    import os as os_
+    from pathlib import Path as Path_
+
+    from mtp_bench.train.loop import Trainer
+
+    original = Trainer.train_step
+
+    def train_step(self, step):
+        plan = json_.loads(Path_(plan_path).read_text()) if Path_(plan_path).is_file() else []
+        for index, rule in enumerate(plan):
+            wanted = {"seed": self.seed, "lr": self.cfg.lr, "method": self.method.name, "step": step}
+            if any(key in rule and rule[key] != value for key, value in wanted.items()):
+                continue
+            rank = f".{self.dist.rank}" if rule.get("per_rank") else ""
+            marker = Path_(f"{plan_path}.{index}{rank}.done")
+            if rule.get("once") and marker.exists():
+                continue
+            marker.touch()
+            if rule.get("how", "raise") == "exit":
+                os_._exit(1)
+            raise RuntimeError(f"injected failure at step {step + 1}")
+        return original(self, step)
+
+    Trainer.train_step = train_step
+
+
+def write_failure_plan(plan: Path, rules: list[dict]) -> None:
+    """The rules :func:`inject_failures` follows from now on, with no rule counted as fired yet."""
+    for old in plan.parent.glob(plan.name + ".*.done"):
+        old.unlink()
+    plan.write_text(json.dumps(rules))
+
+
 @contextmanager
-def local_ray_with_hook(base: Path, module: ModuleType, hook: Callable[[], None]) -> Iterator[None]:
-    """A 2-CPU local Ray whose worker processes run ``hook`` (from test ``module``) at start-up: how the Ray tests
-    inject failures into trials. The cache is set before the workers start, as conftest sets it for this process."""
+def local_ray_with_failure_plan(base: Path, plan: Path) -> Iterator[None]:
+    """A 2-CPU local Ray whose worker processes follow the failure ``plan`` (:func:`inject_failures`): how the Ray
+    tests inject failures into trials, with no test hook in the product code. The cache is set before the workers
+    start, as conftest sets it for this process."""
     import ray
     from ray import cloudpickle
 
     os.environ["MTP_BENCH_CACHE"] = str(base / "cache")
-    cloudpickle.register_pickle_by_value(module)  # workers cannot import a test module
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test helper module
+    plan_path = str(plan)
+
+    def follow_the_plan() -> None:  # Ray wants a named function here, not a partial
+        inject_failures(plan_path)
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"worker_process_setup_hook": hook})
+             runtime_env={"worker_process_setup_hook": follow_the_plan})
     try:
         yield
     finally:
         ray.shutdown()
+        for path in plan.parent.glob(plan.name + "*"):
+            path.unlink()
+
+
+def metric_history(tracker, run_id: str, name: str) -> list[tuple[int, float]]:
+    """One metric of a recorded run as (step, value) pairs in step order."""
+    return sorted((m.step, m.value) for m in tracker.client.get_metric_history(run_id, name))
+
+
+def metric_values(history: list[tuple[int, float]]) -> list[float]:
+    return [value for _, value in history]
+
+
+# ------------------------------------------------------------------------------------- `mtp-bench bench` reports ----
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def section(text: str, key: str) -> str:
+    match = re.search(rf"<!-- bench:{key} -->\n(.*?)<!-- /bench:{key} -->", text, re.DOTALL)
+    assert match, f"no {key} section"
+    return match.group(1)
+
+
+def tables(text: str) -> list[list[dict[str, str]]]:
+    """Every markdown table of a section, each as rows keyed by header."""
+    blocks: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if line.startswith("|"):
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    out = []
+    for lines in filter(None, blocks):
+        headers = [cell.strip() for cell in lines[0].strip("|").split("|")]
+        assert set(lines[1].replace("|", "")) == {"-"}
+        out.append([dict(zip(headers, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]])
+    return out
+
+
+def table(text: str) -> list[dict[str, str]]:
+    """The first markdown table of a section."""
+    return tables(text)[0]
+
+
+def first_number(cell: str) -> float:
+    match = NUMBER.search(cell)
+    assert match, f"no number in {cell!r}"
+    return float(match.group(0).replace(",", ""))
+
+
+def sane(value: float) -> bool:
+    return math.isfinite(value) and value > 0

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from mtp_bench.data.files import shown_path
 from mtp_bench.errors import DataError
@@ -108,21 +108,38 @@ def split_files_validator(dev_file: str | None = None) -> Any:
     return field_validator("path")(check_local)
 
 
-def own_validation_validator() -> Any:
-    """The Params check of ``validation: own``, for their class body: ``_own_validation = own_validation_validator()``
-    runs :func:`check_own_validation` once every field is set (pydantic names the task's params in its error)."""
+def split_file_field(default: str, split: Literal["training", "validation", "test"], note: str = "") -> Any:
+    """A Params field naming the local file that plays ``split`` (``source: local``), documented alike in every task
+    (``note``: what is particular to this dataset, appended to the description)."""
+    when = " under ``validation: own``" if split == "validation" else ""
+    return Field(default, description=f"File of ``path`` used as the {split} split{when} (``source: local``){note}.")
 
-    def own_validation(self: Any) -> Any:
-        check_own_validation(self)
+
+class OwnValidationChoice(BaseModel):
+    """The settings every task with a ``train_file`` / ``test_file`` pair shares: where its validation split comes
+    from and which hub split it trains on, with the check that the two are never the same data. Those tasks' Params
+    extend it (a settings base, not plugin behaviour: the two fields, their docs and the check were three copies)."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
+
+    validation: Literal["carve", "own"] = "carve"
+    """Where the validation split comes from: ``carve`` takes ``data.validation_size`` examples from the training
+    split (none by default); ``own`` uses the dataset's own validation split (the hub's ``validation`` split or the
+    local ``validation_file``), and ``data.validation_size`` must then be 0."""
+
+    hub_train_split: Literal["train", "validation"] = "train"
+    """Hub split used for training (``validation: carve`` carves validation from it)."""
+
+    @model_validator(mode="after")
+    def _own_validation_is_not_trained_on(self) -> OwnValidationChoice:
+        check_own_validation(self)  # type: ignore[arg-type]  # the subclass declares the file and source fields
         return self
-
-    return model_validator(mode="after")(own_validation)
 
 
 class SplitFiles(Protocol):
     """The Params fields of a task read from local train/validation/test files or from hub splits. Each task's
-    Params declares them itself, with its own defaults and docs (no Params inheritance), so those declarations look
-    alike; their validators come from :func:`split_files_validator` and :func:`own_validation_validator`."""
+    Params declares the files and source itself, with its own defaults and docs; ``validation`` and
+    ``hub_train_split`` come from :class:`OwnValidationChoice`, the ``path`` check from :func:`split_files_validator`."""
 
     source: Literal["local", "hub"]
     path: str | None

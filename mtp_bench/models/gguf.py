@@ -1,5 +1,5 @@
 """GGUF checkpoints (llama.cpp's single-file format) as models: converted once by transformers into a Hugging Face
-folder cached under :func:`~mtp_bench.models.cache.cache_root`, so later loads read safetensors in seconds; and
+folder cached under :func:`~mtp_bench.cache.cache_root`, so later loads read safetensors in seconds; and
 the packaged presets (``smollm2-135m``) whose file a pip package ships.
 
 A GGUF file holds quantised weights (Q4_1: blocks of 32 four-bit values with a scale and an offset); transformers
@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mtp_bench.cache import cache_root
 from mtp_bench.errors import BadInput, GgufError, UsageError
-from mtp_bench.models.cache import cache_root
 from mtp_bench.suite.config import ModelConfig
 from mtp_bench.suite.presets import PACKAGED
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtp_bench.models.tokenizer import cache_root
+from mtp_bench.cache import cache_root
 from mtp_bench.scorers.image_metrics import gaussian
 
 VERSION = 1  # bump when the architecture or the training recipe changes (the cache key includes it)

@@ -19,16 +19,15 @@ import logging
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from mtp_bench.data.files import read_jsonl
 from mtp_bench.data.hub import (
+    OwnValidationChoice,
     Split,
     hub_split,
     local_hint,
-    own_validation_validator,
     preflight_local,
     split_file,
+    split_file_field,
     split_files_validator,
     stream_rows,
 )
@@ -69,26 +68,14 @@ def to_record(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class AquaRatParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
-
+class AquaRatParams(OwnValidationChoice):
     source: Literal["local", "hub"] = "local"
     """``local`` reads ``path``; ``hub`` streams ``hub_id`` with the datasets library (needs network or its cache)."""
 
-    train_file: str = "train.json"
-    """File of ``path`` used as the training split (``source: local``). The shared copy has no ``train.json``: CPU
-    suites set ``dev.json``."""
-
-    test_file: str = "test.json"
-    """File of ``path`` used as the test split (``source: local``)."""
-
-    validation: Literal["carve", "own"] = "carve"
-    """Where the validation split comes from: ``carve`` takes ``data.validation_size`` examples from the training
-    split (none by default); ``own`` uses the dataset's own validation split (the hub's ``validation`` split or the local ``dev.json``: 254 problems), and
-    ``data.validation_size`` must then be 0."""
-
-    validation_file: str = "dev.json"
-    """File of ``path`` used as the validation split under ``validation: own`` (``source: local``)."""
+    train_file: str = split_file_field("train.json", "training",
+                                       "; the shared copy has no ``train.json``: CPU suites set ``dev.json``")
+    test_file: str = split_file_field("test.json", "test")
+    validation_file: str = split_file_field("dev.json", "validation", "; the dataset's own: 254 problems")
 
     path: str | None = None
     """Directory with the JSON-lines files (``source: local``); suites use
@@ -100,11 +87,7 @@ class AquaRatParams(BaseModel):
     hub_config: str = "raw"
     """Dataset configuration on the hub (``raw``: untokenised text)."""
 
-    hub_train_split: Literal["train", "validation"] = "train"
-    """Hub split used for training (``validation: carve`` carves validation from it)."""
-
     _check_local = split_files_validator(dev_file="dev.json")
-    _own_validation = own_validation_validator()
 
 
 class AquaRat:

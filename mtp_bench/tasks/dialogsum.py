@@ -17,34 +17,22 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from mtp_bench.data.hub import Split, own_validation_validator, preflight_local, split_files_validator
+from mtp_bench.data.hub import OwnValidationChoice, Split, preflight_local, split_file_field, split_files_validator
 from mtp_bench.tasks import summaries
 
 REFERENCE_FIELDS = ("summary", "summary1", "summary2", "summary3")
 
 
-class DialogSumParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
-
+class DialogSumParams(OwnValidationChoice):
     source: Literal["local", "hub"] = "local"
     """``local`` reads ``path``; ``hub`` streams ``hub_id`` with the datasets library (needs network or its cache)."""
 
-    train_file: str = "dialogsum.train.jsonl"
-    """File of ``path`` used as the training split. The shared copy has none: CPU suites set
-    ``dialogsum.dev.jsonl``."""
-
-    test_file: str = "dialogsum.test.jsonl"
-    """File of ``path`` used as the test split (three references per dialogue in the original)."""
-
-    validation: Literal["carve", "own"] = "carve"
-    """Where the validation split comes from: ``carve`` takes ``data.validation_size`` examples from the training
-    split (none by default); ``own`` uses the dataset's own validation split (the hub's ``validation`` split or the local ``dialogsum.dev.jsonl``: 500 dialogues), and
-    ``data.validation_size`` must then be 0."""
-
-    validation_file: str = "dialogsum.dev.jsonl"
-    """File of ``path`` used as the validation split under ``validation: own`` (``source: local``)."""
+    train_file: str = split_file_field("dialogsum.train.jsonl", "training",
+                                       "; the shared copy has none: CPU suites set ``dialogsum.dev.jsonl``")
+    test_file: str = split_file_field("dialogsum.test.jsonl", "test", "; three references per dialogue in the original")
+    validation_file: str = split_file_field("dialogsum.dev.jsonl", "validation", "; the dataset's own: 500 dialogues")
 
     path: str | None = None
     """Directory with the JSON-lines files (``source: local``); suites use
@@ -53,13 +41,9 @@ class DialogSumParams(BaseModel):
     hub_id: str = "knkarthick/dialogsum"
     """Dataset id on the hub (``source: hub``)."""
 
-    hub_train_split: Literal["train", "validation"] = "train"
-    """Hub split used for training (``validation: carve`` carves validation from it)."""
-
     prompt: Literal["ours", "official"] = Field("ours", description=summaries.PROMPT_DOC)
 
     _check_local = split_files_validator(dev_file="dialogsum.dev.jsonl")
-    _own_validation = own_validation_validator()
 
 
 class DialogSum:

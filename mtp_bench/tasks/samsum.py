@@ -11,32 +11,20 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from mtp_bench.data.hub import Split, own_validation_validator, preflight_local, split_files_validator
+from mtp_bench.data.hub import OwnValidationChoice, Split, preflight_local, split_file_field, split_files_validator
 from mtp_bench.tasks import summaries
 
 
-class SAMSumParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_default=True)
-
+class SAMSumParams(OwnValidationChoice):
     source: Literal["local", "hub"] = "hub"
     """``hub`` streams ``hub_id`` with the datasets library (needs network or its cache); ``local`` reads
     ``path``."""
 
-    train_file: str = "train.jsonl"
-    """File of ``path`` used as the training split (``source: local``)."""
-
-    test_file: str = "test.jsonl"
-    """File of ``path`` used as the test split (``source: local``)."""
-
-    validation: Literal["carve", "own"] = "carve"
-    """Where the validation split comes from: ``carve`` takes ``data.validation_size`` examples from the training
-    split (none by default); ``own`` uses the dataset's own validation split (the hub's ``validation`` split or the local ``validation.jsonl``: 818 dialogues), and
-    ``data.validation_size`` must then be 0."""
-
-    validation_file: str = "validation.jsonl"
-    """File of ``path`` used as the validation split under ``validation: own`` (``source: local``)."""
+    train_file: str = split_file_field("train.jsonl", "training")
+    test_file: str = split_file_field("test.jsonl", "test")
+    validation_file: str = split_file_field("validation.jsonl", "validation", "; the dataset's own: 818 dialogues")
 
     path: str | None = None
     """Directory with the JSON-lines files (``source: local``)."""
@@ -44,13 +32,9 @@ class SAMSumParams(BaseModel):
     hub_id: str = "Samsung/samsum"
     """Dataset id on the hub (``source: hub``)."""
 
-    hub_train_split: Literal["train", "validation"] = "train"
-    """Hub split used for training (``validation: carve`` carves validation from it)."""
-
     prompt: Literal["ours", "official"] = Field("ours", description=summaries.PROMPT_DOC)
 
     _check_local = split_files_validator()
-    _own_validation = own_validation_validator()
 
 
 class SAMSum:

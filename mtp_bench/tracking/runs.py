@@ -19,6 +19,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mtp_bench.errors import StoreError
 from mtp_bench.tracking import tags as T
 from mtp_bench.tracking.naming import metric_name
+from mtp_bench.tracking.new_store import seed_new_store
 from mtp_bench.tracking.provenance import SOURCE, git_commit
 from mtp_bench.tracking.retry import creating, retrying, sqlite_path, write_ahead_log
 
@@ -42,9 +43,11 @@ class Tracker:
         self.uri = uri
         self.experiment_name = experiment
         with creating(uri):
+            path = sqlite_path(uri)
+            if path is not None:
+                seed_new_store(path, artifact_root_for(uri))
             self.client = MlflowClient(tracking_uri=uri)
             self.experiment_id = retrying(lambda: self._experiment_id(experiment), "experiment")
-            path = sqlite_path(uri)
             if path is not None:
                 write_ahead_log(path)
 

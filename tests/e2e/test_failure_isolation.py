@@ -8,14 +8,12 @@ process, driven by a plan file the test writes: no test hook in the product code
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import local_ray_with_hook, make_suite, write_suite
+from helpers import local_ray_with_failure_plan, make_suite, write_failure_plan, write_suite
 from mtp_bench.scheduler import FAILED, FINISHED, run_suite
 from mtp_bench.suite import expand_grid, load_suite
 
@@ -23,52 +21,17 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 PLAN = Path(os.environ.get("PYTEST_FAILURE_PLAN", f"/tmp/mtp-bench-failure-plan-{os.getpid()}.json"))
 
 
-def inject_failures(plan_path: str = str(PLAN)) -> None:
-    """Runs at the start of every Ray worker: make ``train_step`` fail as the plan says (``raise`` an error, or
-    ``exit`` the process as an out-of-memory kill would), for trials matched by seed and learning rate."""
-    import json as json_
-    import os as os_
-    from pathlib import Path as Path_
-
-    from mtp_bench.train.loop import Trainer
-
-    original = Trainer.train_step
-
-    def train_step(self, step):
-        plan = json_.loads(Path_(plan_path).read_text()) if Path_(plan_path).is_file() else []
-        for index, rule in enumerate(plan):
-            if rule["seed"] != self.seed or rule["step"] != step or rule.get("lr", self.cfg.lr) != self.cfg.lr:
-                continue
-            marker = Path_(f"{plan_path}.{index}.done")
-            if rule.get("once") and marker.exists():
-                continue
-            marker.touch()
-            if rule["how"] == "exit":
-                os_._exit(1)
-            raise RuntimeError(f"injected failure at step {step + 1}")
-        return original(self, step)
-
-    Trainer.train_step = train_step
-
-
 @pytest.fixture(scope="module", autouse=True)
 def ray_with_injection(tmp_path_factory):
-    with local_ray_with_hook(tmp_path_factory.getbasetemp(), sys.modules[__name__], inject_failures):
+    with local_ray_with_failure_plan(tmp_path_factory.getbasetemp(), PLAN):
         yield
-    PLAN.unlink(missing_ok=True)
-
-
-def _plan(rules: list[dict], tmp_path: Path) -> None:
-    for old in PLAN.parent.glob(PLAN.name + ".*.done"):
-        old.unlink()
-    PLAN.write_text(json.dumps(rules))
 
 
 def test_raising_and_nan_trials_fail_alone_and_the_command_exits_non_zero(tmp_path, gsm8k_dir, store, capsys):
     from mtp_bench.cli import main
     from mtp_bench.tracking import TAG_ERROR, Tracker
 
-    _plan([{"seed": 1, "lr": 1e-3, "step": 1, "how": "raise"}], tmp_path)
+    write_failure_plan(PLAN, [{"seed": 1, "lr": 1e-3, "step": 1, "how": "raise"}])
     path = write_suite(tmp_path, make_suite(tmp_path, gsm8k_dir, grid={"seeds": [0, 1],
                                                                        "overrides": {"train.lr": [1e-3, 1e30]}}))
     code = main(["run", str(path), "--no-compare"])
@@ -94,7 +57,7 @@ def test_retries_continue_from_the_checkpoint_and_lost_processes_are_recorded(tm
     from mtp_bench.tracking import TAG_ERROR, Tracker
 
     # seed 0 raises once after its step-2 checkpoint; seed 1's process dies at step 2 of every attempt
-    _plan([{"seed": 0, "step": 3, "how": "raise", "once": True}, {"seed": 1, "step": 1, "how": "exit"}], tmp_path)
+    write_failure_plan(PLAN, [{"seed": 0, "step": 3, "how": "raise", "once": True}, {"seed": 1, "step": 1, "how": "exit"}])
     path = write_suite(tmp_path, make_suite(tmp_path, gsm8k_dir, grid={"seeds": [0, 1]}))
     suite = load_suite(path, ["train.max_steps=5", "resources.max_retries=1"])
     result = run_suite(suite, expand_grid(suite), use_ray=True)

@@ -103,9 +103,24 @@ def test_parallel_writers_lose_no_metric_on_sqlite(tmp_path):
 # ---------------------------------------------------------------------------------------------- real grids ----
 @pytest.mark.ray
 @pytest.mark.slow
-def test_four_trials_run_in_parallel_on_a_local_ray_sized_to_the_machine(tmp_path, gsm8k_dir, store):
+def test_four_trials_run_in_parallel_on_a_local_ray_sized_to_the_machine(tmp_path, gsm8k_dir, store, monkeypatch):
     import ray
 
+    from mtp_bench.scheduler import pool
+
+    started, sizes = [], []
+    start, limits = pool.WorkerPool._start, pool.worker_limits
+
+    def counted_start(self, trial):
+        started.append(trial.trial_id)
+        return start(self, trial)
+
+    def recorded_limits(*args):
+        sizes.append(limits(*args))
+        return sizes[-1]
+
+    monkeypatch.setattr(pool.WorkerPool, "_start", counted_start)
+    monkeypatch.setattr(pool, "worker_limits", recorded_limits)
     assert not ray.is_initialized()
     suite, trials = _grid(tmp_path, gsm8k_dir, ["grid.seeds=[0,1]", "train.max_steps=4"],
                           methods=[{"name": "ntp"}, {"name": "ntp", "label": "ntp_again"}])
@@ -123,6 +138,9 @@ def test_four_trials_run_in_parallel_on_a_local_ray_sized_to_the_machine(tmp_pat
         assert "last/test/gsm8k/exact_match" in run.data.metrics
     spans = sorted((r.info.start_time, r.info.end_time) for r in runs)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), "no two trials overlapped"
+    # the pool started as many worker processes as the machine holds trials at once, and they ran the rest
+    (limit,) = sizes[0][0].values()
+    assert len(started) == min(limit, 4) and (limit >= 4 or len(started) < 4)
 
 
 @pytest.mark.ray

@@ -2,67 +2,26 @@
 
 Two workers with batch b and no accumulation see, step for step, the examples one process sees with batch b and
 accumulation 2 (and the same method randomness), so their logged losses and gradient norms must agree; rank 0 alone
-evaluates, checkpoints and records the run. Under FSDP the weights are sharded, so this also checks that gathering
-them for rank 0's evaluation, checkpoints and export gives exactly the single-process results, and that a sharded
-trial resumes from its checkpoint. Failures are injected as in test_failure_isolation.py: a Ray
-``worker_process_setup_hook`` wraps ``Trainer.train_step`` in every worker, driven by a plan file.
+evaluates, checkpoints and records the run. Here: DDP through Ray Train (on the Ray the scheduler starts), and the
+methods with their own modules under FSDP on directly spawned ranks. FSDP through Ray Train, with a crash and a
+resume, is in test_ray_train_fsdp.py: a module of its own, so the two long Ray Train runs go to different test
+processes under ``-n 2``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import local_ray_with_hook, make_suite, write_suite
+from helpers import make_suite, metric_history, metric_values, write_suite
 from mtp_bench.scheduler import FINISHED, run_suite
 from mtp_bench.suite import expand_grid, load_suite
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-PLAN = Path(f"/tmp/mtp-bench-ray-train-plan-{os.getpid()}.json")
 COMMON = ["train.max_steps=4", "train.batch_size=4", "train.torch_threads=1"]
 WIDE = ["train.grad_accum=1", "resources.num_workers=2", "resources.cpus_per_trial=1"]
-
-
-def fail_once_per_rank(plan_path: str = str(PLAN)) -> None:
-    """Runs at the start of every Ray worker: ``train_step`` raises once on every rank where the plan names the
-    trial's method and the step, as a crash of the whole trial would."""
-    import json as json_
-    from pathlib import Path as Path_
-
-    from mtp_bench.train.loop import Trainer
-
-    original = Trainer.train_step
-
-    def train_step(self, step):
-        plan = json_.loads(Path_(plan_path).read_text()) if Path_(plan_path).is_file() else []
-        for rule in plan:
-            marker = Path_(f"{plan_path}.{rule['method']}.{self.dist.rank}.done")
-            if rule["method"] == self.method.name and rule["step"] == step and not marker.exists():
-                marker.touch()
-                raise RuntimeError(f"injected failure at step {step + 1}")
-        return original(self, step)
-
-    Trainer.train_step = train_step
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_with_injection(tmp_path_factory):
-    with local_ray_with_hook(tmp_path_factory.getbasetemp(), sys.modules[__name__], fail_once_per_rank):
-        yield
-    for path in PLAN.parent.glob(PLAN.name + "*"):
-        path.unlink()
-
-
-def _history(tracker, run_id: str, name: str) -> list[tuple[int, float]]:
-    return sorted((m.step, m.value) for m in tracker.client.get_metric_history(run_id, name))
-
-
-def _values(history: list[tuple[int, float]]) -> list[float]:
-    return [value for _, value in history]
 
 
 def test_two_gloo_ddp_workers_match_one_process_with_twice_the_accumulation(tmp_path, gsm8k_dir, store):
@@ -76,50 +35,16 @@ def test_two_gloo_ddp_workers_match_one_process_with_twice_the_accumulation(tmp_
     assert result.status == FINISHED, result.error
     tracker = Tracker(store, "tiny")
     assert len(tracker.trial_runs()) == 2  # one run per trial: the second worker recorded nothing
-    expected, got = _history(tracker, reference.run_id, "train/loss"), _history(tracker, result.run_id, "train/loss")
-    assert len(got) == 4 and _values(got) == pytest.approx(_values(expected), abs=1e-5)
-    assert _history(tracker, result.run_id, "train/tokens_seen") == _history(tracker, reference.run_id,
-                                                                             "train/tokens_seen")
+
+    def history(report, name: str) -> list[tuple[int, float]]:
+        return metric_history(tracker, report.run_id, name)
+
+    expected, got = history(reference, "train/loss"), history(result, "train/loss")
+    assert len(got) == 4 and metric_values(got) == pytest.approx(metric_values(expected), abs=1e-5)
+    assert history(result, "train/tokens_seen") == history(reference, "train/tokens_seen")
     run = tracker.client.get_run(result.run_id)
     assert "val/gsm8k/exact_match" in run.data.metrics and "last/test/gsm8k/exact_match" in run.data.metrics
     assert (tmp_path / "trials" / "tiny" / result.trial_id / "checkpoint" / "meta.json").is_file()
-
-
-def test_a_two_gloo_worker_fsdp_trial_matches_one_process_resumes_and_exports_the_whole_model(tmp_path, gsm8k_dir,
-                                                                                             store):
-    """Through Ray Train: the trial crashes on both ranks in step 4 and is retried from its step-2 checkpoint (written
-    from gathered shards, loaded back into shards); it must end exactly where the uninterrupted single process ends,
-    with rank 0's evaluation and export of the whole weights."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from mtp_bench.tracking import Tracker
-
-    path = write_suite(tmp_path, make_suite(tmp_path, gsm8k_dir))
-    single = load_suite(path, [*COMMON, "train.grad_accum=2"])
-    wide = load_suite(path, [*COMMON, *WIDE, "resources.strategy=fsdp", "resources.max_retries=1"])
-    reference = run_suite(single, expand_grid(single), use_ray=False).reports[0]
-    PLAN.write_text(json.dumps([{"method": "ntp", "step": 3}]))
-    result = run_suite(wide, expand_grid(wide), use_ray=True).reports[0]
-    assert (result.status, result.attempt) == (FINISHED, 2), result.error
-    tracker = Tracker(store, "tiny")
-    assert len(tracker.trial_runs()) == 2  # one run per trial: no second worker's, no retry's
-    for name in ("train/loss", "train/grad_norm"):  # equal gradient norms: FSDP's averaging is compensated
-        expected, got = _history(tracker, reference.run_id, name), _history(tracker, result.run_id, name)
-        assert [step for step, _ in got] == [1, 2, 3, 4]  # steps 1-3, the crash, 3-4 again from step 2: 3 logged once
-        assert _values(got) == pytest.approx(_values(expected), abs=1e-5), name
-    # rank 0 evaluated (periodically and at the end) with the whole weights: the single process's scores
-    final = tracker.client.get_run(result.run_id).data.metrics
-    scored = {k: v for k, v in reference.metrics.items() if k.startswith(("val/", "last/", "best/"))}
-    assert scored and {k: final[k] for k in scored} == pytest.approx(scored, abs=1e-5)
-    assert [step for step, _ in _history(tracker, result.run_id, "val/gsm8k/exact_match")] == [2, 4]
-    trials = tmp_path / "trials" / "tiny"
-    assert json.loads((trials / result.trial_id / "checkpoint" / "meta.json").read_text())["step"] == 4
-    # the export is the whole trained model, loadable on its own and equal to the single process's
-    weights = AutoModelForCausalLM.from_pretrained(trials / result.trial_id / "export").state_dict()
-    expected = AutoModelForCausalLM.from_pretrained(trials / reference.trial_id / "export").state_dict()
-    assert weights.keys() == expected.keys()
-    assert all(torch.allclose(weights[k], expected[k], atol=1e-5) for k in weights)
 
 
 def _fsdp_rank(rank: int, world: int, init: str, trials: list[dict], workdir: str, out: str) -> None:
@@ -180,7 +105,7 @@ def test_mutor_and_transformer_heads_under_fsdp_match_one_process(tmp_path, gsm8
             expected = [(step, m[name]) for step, m in log if name in m]
             history = [(step, m[name]) for step, m in got["log"] if name in m]
             assert [step for step, _ in history] == [step for step, _ in expected] == [1, 2, 3, 4]
-            assert _values(history) == pytest.approx(_values(expected), abs=1e-5), (trial.method.name, name)
+            assert metric_values(history) == pytest.approx(metric_values(expected), abs=1e-5), (trial.method.name, name)
         scored = {k: v for k, v in outcome.metrics.items() if k.startswith(("last/", "best/"))}
         assert "last/lm_eval/gsm8k_mutor_local/n_samples" in scored
         assert {k: got["final"][k] for k in scored} == pytest.approx(scored, abs=1e-5), trial.method.name

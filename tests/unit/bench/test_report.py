@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import first_number, sane, section, table, tables
 from mtp_bench import cli, registry
 from mtp_bench.bench import report
 from mtp_bench.bench.context import RunContext
@@ -19,45 +20,7 @@ from mtp_bench.bench.sizes import QUICK
 from mtp_bench.bench.timing import Spread, spread
 from mtp_bench.errors import DataError
 
-PARTS = list(DEFAULT_PARTS)  # every default part; makespan (Ray) has its own, slow test
-NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def section(text: str, key: str) -> str:
-    match = re.search(rf"<!-- bench:{key} -->\n(.*?)<!-- /bench:{key} -->", text, re.DOTALL)
-    assert match, f"no {key} section"
-    return match.group(1)
-
-
-def tables(text: str) -> list[list[dict[str, str]]]:
-    """Every markdown table of a section, each as rows keyed by header."""
-    blocks: list[list[str]] = [[]]
-    for line in text.splitlines():
-        if line.startswith("|"):
-            blocks[-1].append(line)
-        elif blocks[-1]:
-            blocks.append([])
-    out = []
-    for lines in filter(None, blocks):
-        headers = [cell.strip() for cell in lines[0].strip("|").split("|")]
-        assert set(lines[1].replace("|", "")) == {"-"}
-        out.append([dict(zip(headers, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[2:]])
-    return out
-
-
-def table(text: str) -> list[dict[str, str]]:
-    """The first markdown table of a section."""
-    return tables(text)[0]
-
-
-def first_number(cell: str) -> float:
-    match = NUMBER.search(cell)
-    assert match, f"no number in {cell!r}"
-    return float(match.group(0).replace(",", ""))
-
-
-def sane(value: float) -> bool:
-    return math.isfinite(value) and value > 0
+PARTS = list(DEFAULT_PARTS)  # every default part; makespan and quickstart (Ray) are in test_ray_parts.py
 
 
 def ratio(cell: str) -> float:
@@ -212,7 +175,7 @@ def test_frontdoor(quick_report: str) -> None:
     for row in rows:
         assert sane(first_number(row["wall s, median [IQR]"])) and first_number(row["CPU s, median [IQR]"]) >= 0
         assert row["target"] in ("met", "**missed**")  # a time, so not asserted: these machines are too noisy
-        assert int(row["modules imported"]) > 0
+        assert int(row["modules imported"]) > 50  # counted in the fresh process: Python's own start-up alone is more
         assert row["heavy imports"] == "none"  # the parser and validate import no torch, mlflow, ray or scipy
 
 
@@ -252,36 +215,9 @@ def test_spread() -> None:
     assert s.median == 3.0 and s.q1 == 2.0 and s.q3 == 4.0  # a single outlier moves neither
 
 
-@pytest.mark.ray
-@pytest.mark.slow
-def test_makespan_part(tmp_path: Path) -> None:
-    out = tmp_path / "benchmarks.md"
-    assert cli.main(["bench", "--quick", "--parts", "makespan", "--out", str(out)]) == 0
-    text = section(out.read_text(), "makespan")
-    row = table(text)[0]
-    assert sane(first_number(row["makespan / ideal"])) and first_number(row["trials"]) == QUICK.makespan_trials
-    stages = tables(text)[1]  # the worker warm-up, stage by stage, and its total
-    assert [r["worker warm-up stage"] for r in stages][1] == "torch" and stages[-1]["worker warm-up stage"] == "**total**"
-    assert first_number(stages[-1]["CPU (s)"]) == pytest.approx(sum(first_number(r["CPU (s)"]) for r in stages[:-1]),
-                                                                abs=0.02)
-
-
 def test_quickstart_phases_are_read_from_the_live_view() -> None:
     from mtp_bench.bench.quickstart import events
 
     output = "quickstart: 2 trials (Ray)\n[7s] ntp seed=0: started on n1\n[1m41s] ntp seed=0: finished\n" \
              "[1m42s] mutor seed=0: started on n1\n[1h02m] mutor seed=0: finished\n[2m] note: not an event\n"
     assert events(output) == ([7.0, 102.0], [101.0, 3720.0])
-
-
-@pytest.mark.ray
-@pytest.mark.slow
-def test_quickstart_part(tmp_path: Path) -> None:
-    """The README's main job as a fresh process (shrunk by --quick): wall time, trials and phases in the table."""
-    out = tmp_path / "benchmarks.md"
-    assert cli.main(["bench", "--quick", "--parts", "quickstart", "--out", str(out)]) == 0
-    text = section(out.read_text(), "quickstart")
-    row = table(text)[0]
-    assert first_number(row["trials"]) == 2 and sane(first_number(row["wall (s)"]))
-    assert first_number(row["until the first trial started (s)"]) <= first_number(row["wall (s)"])
-    assert "Smoke test" in text

@@ -102,17 +102,3 @@ def test_interrupt_exits_130(monkeypatch, capsys) -> None:
     monkeypatch.setattr(validate, "load_trials", interrupted)
     assert cli.main(["validate", "s.yaml"]) == 130
     assert "interrupted" in capsys.readouterr().err
-
-
-def test_frontdoor_bench_part_times_both_commands() -> None:
-    """The bench part behind the README's front-door figures: both commands run, and neither imports anything heavy
-    (the times themselves are the benchmark's to report, not a test's to assert)."""
-    from mtp_bench.bench import frontdoor
-    from mtp_bench.bench.context import Settings
-    from mtp_bench.bench.sizes import sizes_for
-
-    section = frontdoor.run(Settings(sizes=sizes_for(True, None), device="cpu", threads=1, command="test"))
-    rows = section.tables[0].rows
-    assert [row[0] for row in rows] == ["`mtp-bench --help`", "`mtp-bench validate suites/quickstart.yaml`"]
-    assert all(row[-1] == "none" and int(row[-2]) > 50 for row in rows)
-    assert section.markdown().startswith("<!-- bench:frontdoor -->")

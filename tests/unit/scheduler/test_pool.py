@@ -1,5 +1,6 @@
 """The Ray grid's worker pool: a reused worker process gives a trial the same results as a fresh one, the pool's
-size follows the resources and the concurrency cap, and the grid runs several trials in each worker.
+size follows the resources and the concurrency cap (that a grid runs several trials in each worker is checked on
+a real grid in tests/e2e/test_ray_grid.py).
 
 A trial's results must not depend on what ran before it in the same process: the first test runs, in one worker, a
 trial that changes the process (two torch threads, deterministic algorithms, another method and seed) and then an
@@ -108,20 +109,9 @@ def test_pool_size_follows_resources_and_the_concurrency_cap(tmp_path, gsm8k_dir
 # ------------------------------------------------------------------------------------------------ on Ray ----
 @pytest.mark.ray
 @pytest.mark.slow
-def test_reused_and_fresh_ray_workers_give_the_same_results_and_a_grid_reuses_its_workers(tmp_path, gsm8k_dir,
-                                                                                           store, monkeypatch):
+def test_reused_and_fresh_ray_workers_give_the_same_results(tmp_path, gsm8k_dir, store):
+    """(That a grid runs several trials in each of its pool's workers is checked by test_ray_grid.py's grid.)"""
     import ray
-
-    from mtp_bench.scheduler import pool, run_suite
-
-    started = []
-    original = pool.WorkerPool._start
-
-    def counted(self, trial):
-        started.append(trial.trial_id)
-        return original(self, trial)
-
-    monkeypatch.setattr(pool.WorkerPool, "_start", counted)
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
@@ -136,15 +126,6 @@ def test_reused_and_fresh_ray_workers_give_the_same_results_and_a_grid_reuses_it
         alone = ray.get(fresh.run.remote(ntp.model_dump(mode="json"), ntp.trial_id, **kwargs))
         assert [first["status"], after["status"], alone["status"]] == [FINISHED] * 3
         assert _history(store, "tiny", after["run_id"]) == _history(store, "tiny", alone["run_id"])
-        for actor_ in (reused, fresh):  # their CPUs go back to Ray for the grid's workers
-            ray.kill(actor_)
-
-        # A grid of 4 trials on 2 CPUs runs them in the pool's 2 workers.
-        suite = load_suite(write_suite(tmp_path, make_suite(tmp_path, gsm8k_dir, grid={"seeds": [0, 1, 2, 3]}),
-                                       "grid.yaml"), ["train.max_steps=2"])
-        result = run_suite(suite, expand_grid(suite), use_ray=True)
-        assert [r.status for r in result.reports] == [FINISHED] * 4, [r.error for r in result.reports]
-        assert len(started) == 2  # two worker processes for the four trials
     finally:
         ray.shutdown()
 

@@ -1,5 +1,6 @@
 """Where mtp-bench keeps what it builds once and reuses (trained tokenizers, converted GGUF checkpoints, image
-classifiers). Imports nothing heavy, so suite checks can look into the cache without loading transformers."""
+classifiers, the empty MLflow store new stores are copied from). Imports nothing heavy, so suite checks can look into
+the cache without loading transformers; a bottom-layer module, so every layer may use it."""
 
 from __future__ import annotations
 
