@@ -156,6 +156,17 @@ def objective(method, module, model_batch) -> torch.Tensor:
     return sum(w * output.sums[n] / max(float(model_batch.counts[n]), 1.0) for n, w in method.loss_weights().items() if w)
 
 
+def loss_and_gradients(method, model, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One backward pass of ``method``'s objective on ``batch`` (its extra module prepared on ``model``, its
+    randomness from :func:`generator`): the loss and the gradient of every model weight."""
+    from mtp_bench.train.loop import TrainModule
+
+    module = TrainModule(model, method.prepare(model, None), method)
+    loss = objective(method, module, method.transform(batch, generator()))
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
 def trainer(method, pairs, *, normalisation: str, grad_accum: int = 1, steps: int = 1, **train):
     """A trainer over the same examples every step, split into ``grad_accum`` micro-batches."""
     from mtp_bench.suite.config import TrainConfig
@@ -443,6 +454,14 @@ def local_ray_with_failure_plan(base: Path, plan: Path) -> Iterator[None]:
         ray.shutdown()
         for path in plan.parent.glob(plan.name + "*"):
             path.unlink()
+
+
+def recorded_trials(store: str, experiment: str) -> tuple[Any, dict[str, Any]]:
+    """(MLflow client, the experiment's trial runs by method) of a suite run with one trial per method."""
+    from mtp_bench.tracking import Tracker
+
+    tracker = Tracker(store, experiment)
+    return tracker.client, {run.data.tags["mtp_bench.method"]: run for run in tracker.trial_runs()}
 
 
 def metric_history(tracker, run_id: str, name: str) -> list[tuple[int, float]]:

@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
-from helpers import REPO, heavy_imports, write_codes
+from helpers import REPO, heavy_imports, recorded_trials, write_codes
 from mtp_bench import cli
 
 IMAGE_SUITES = ["suites/image_digits.yaml", "suites/image_patterns.yaml"]
@@ -47,9 +46,7 @@ def test_tiny_image_suite_runs_end_to_end(tmp_path: Path, store: str, monkeypatc
                  "evaluation.scorers=[{name: image, params: {samples_per_class: 3, grids_per_class: 2}}]",
                  f"tracking.workdir={tmp_path / 'trials'}"]
     assert cli.main(["run", str(REPO / "suites" / "image_patterns.yaml"), "--no-ray", *overrides]) == 0
-    client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("image_patterns").experiment_id])
-    trials = {r.data.tags["mtp_bench.method"]: r for r in runs if r.data.tags.get("mtp_bench.kind") == "trial"}
+    client, trials = recorded_trials(store, "image_patterns")
     assert set(trials) == {"ntp", "mutor_2d"}
     for run in trials.values():
         assert run.info.status == "FINISHED"

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from helpers import REPO, make_suite, shared_data, write_codes, write_suite
+from helpers import REPO, make_suite, recorded_trials, shared_data, write_codes, write_suite
 from mtp_bench import cli
 
 TWINS = {"aqua_tiny": ("aqua", "MTP_BENCH_AQUA_DIR"), "dialogsum_tiny": ("dialogsum", "MTP_BENCH_DIALOGSUM_DIR")}
@@ -158,9 +158,7 @@ def test_aqua_twin_runs_end_to_end(tmp_path: Path, store: str, monkeypatch, caps
                  "evaluation.max_new_tokens=12", "evaluation.lm_eval.limit=4",
                  f"tracking.workdir={tmp_path / 'trials'}"]
     assert cli.main(["run", str(REPO / "suites" / "aqua_tiny.yaml"), "--no-ray", *overrides]) == 0
-    client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("aqua_tiny").experiment_id])
-    trials = {r.data.tags["mtp_bench.method"]: r for r in runs if r.data.tags.get("mtp_bench.kind") == "trial"}
+    client, trials = recorded_trials(store, "aqua_tiny")
     assert set(trials) == {"ntp", "mutor"}
     for run in trials.values():
         assert run.info.status == "FINISHED"

@@ -10,9 +10,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
-from helpers import USER_CACHE, make_suite, write_suite
+from helpers import USER_CACHE, make_suite, recorded_trials, write_suite
 from mtp_bench import cli
 
 pytestmark = pytest.mark.slow
@@ -36,9 +35,7 @@ def test_run_fine_tunes_the_whole_pretrained_model_and_scores_it(tmp_path: Path,
                     "lm_eval": {"tasks": ["gsm8k_mutor_local"], "limit": 2, "max_gen_toks": 6, "batch_size": 2,
                                 "checkpoints": "last", "data_dir": str(gsm8k_dir)}})
     assert cli.main(["run", str(write_suite(tmp_path, suite)), "--no-ray", "--no-compare"]) == 0
-    client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("smollm2-e2e").experiment_id])
-    trials = {r.data.tags["mtp_bench.method"]: r for r in runs if r.data.tags.get("mtp_bench.kind") == "trial"}
+    client, trials = recorded_trials(store, "smollm2-e2e")
     assert set(trials) == {"ntp", "mutor"} and all(r.info.status == "FINISHED" for r in trials.values())
     for name, run in trials.items():
         metrics = run.data.metrics

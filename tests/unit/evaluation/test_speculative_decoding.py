@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mlflow import MlflowClient
 
-from helpers import ARCHS, ATTNS, gemma_model, make_batch, make_model, make_suite, write_suite
+from helpers import ARCHS, ATTNS, gemma_model, make_batch, make_model, make_suite, recorded_trials, write_suite
 from mtp_bench import cli
 from mtp_bench.api import Drafter, MethodContext, SupportsDrafting, model_attention_mask
 from mtp_bench.api.anatomy import anatomy
@@ -226,9 +225,7 @@ def test_run_logs_speculative_figures_to_mlflow(tmp_path, gsm8k_dir, store) -> N
     speculative = {"name": "speculative", "params": {"k": 2, "limit": 2, "max_new_tokens": 6}}
     suite["evaluation"] = {"scorers": [{"name": "gsm8k"}, speculative], "max_new_tokens": 6, "every_steps": 2}
     assert cli.main(["run", str(write_suite(tmp_path, suite)), "--no-ray", "--no-compare"]) == 0
-    client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    trials = {r.data.tags["mtp_bench.method"]: r for r in runs if r.data.tags.get("mtp_bench.kind") == "trial"}
+    _, trials = recorded_trials(store, "tiny")
     heads = trials["mtp_heads"].data.metrics
     assert heads["last/test/speculative/mismatches"] == 0
     for name in ("last/test/speculative/tau", "last/test/speculative/acceptance/h2", "last/test/speculative/speedup",

@@ -9,7 +9,18 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from helpers import ARCHS, ATTNS, REPO, generator, make_batch, make_model, mutor, objective, random_pairs
+from helpers import (
+    ARCHS,
+    ATTNS,
+    REPO,
+    generator,
+    loss_and_gradients,
+    make_batch,
+    make_model,
+    mutor,
+    objective,
+    random_pairs,
+)
 from mtp_bench.api import IGNORE_INDEX, MethodContext, allowed_attention, model_attention_mask, shifted_targets
 from mtp_bench.methods.mutor import MuToRParams
 from mtp_bench.methods.mutor_layout import (
@@ -236,13 +247,8 @@ def test_d1_register_has_the_ntp_target_and_position_at_its_anchor():
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_a0_equals_ntp_in_loss_and_every_gradient(arch):
     batch = make_batch(random_pairs(5, UNEQUAL))
-    results = []
-    for method in (NextTokenPrediction(NTPParams(), MethodContext("full")), mutor(a=0.0)):
-        model = make_model(arch, "sdpa")
-        module = TrainModule(model, method.prepare(model, None), method)
-        loss = objective(method, module, method.transform(batch, generator()))
-        loss.backward()
-        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    results = [loss_and_gradients(method, make_model(arch, "sdpa"), batch)
+               for method in (NextTokenPrediction(NTPParams(), MethodContext("full")), mutor(a=0.0))]
     (ntp_loss, ntp_grads), (mutor_loss, mutor_grads) = results
     assert torch.allclose(mutor_loss, ntp_loss, atol=1e-6)
     assert ntp_grads.keys() == mutor_grads.keys()

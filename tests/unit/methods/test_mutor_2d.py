@@ -8,7 +8,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from helpers import generator, make_batch, make_model, objective
+from helpers import generator, loss_and_gradients, make_batch, make_model, objective
 from mtp_bench.api import IGNORE_INDEX, MethodContext, allowed_attention, shifted_targets
 from mtp_bench.methods.mutor import MuToR, MuToRParams
 from mtp_bench.methods.mutor_grid import grid_registers
@@ -177,14 +177,9 @@ def test_registers_never_change_image_token_logits(attn):
 @pytest.mark.parametrize("sparse", [None, 5])
 def test_a0_equals_ntp_on_images_in_loss_and_every_gradient(sparse):
     batch = image_batch(random_images(4, 3, 12))
-    results = []
-    for method in (NextTokenPrediction(NTPParams(), MethodContext("full")),
-                   mutor(grid=(3, 4), a=0.0, registers_per_sequence=sparse)):
-        model = make_model("llama", "sdpa")
-        module = TrainModule(model, method.prepare(model, None), method)
-        loss = objective(method, module, method.transform(batch, generator()))
-        loss.backward()
-        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    results = [loss_and_gradients(method, make_model("llama", "sdpa"), batch)
+               for method in (NextTokenPrediction(NTPParams(), MethodContext("full")),
+                              mutor(grid=(3, 4), a=0.0, registers_per_sequence=sparse))]
     (ntp_loss, ntp_grads), (mutor_loss, mutor_grads) = results
     assert torch.allclose(mutor_loss, ntp_loss, atol=1e-6)
     for name, grad in ntp_grads.items():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, recorded_trials
 from mtp_bench import cli
 from mtp_bench.cli.entry import run_script
 from mtp_bench.errors import DataError
@@ -127,7 +127,6 @@ def test_the_twin_suite_validates_on_generated_files_and_not_without(tmp_path: P
 def test_math_twin_runs_end_to_end(tmp_path: Path, store: str, monkeypatch) -> None:
     """The twin's commands on generated word problems (no data folder needed): write the files, then train NTP and
     MuToR, generate, read the boxes with math-verify and compare. A micro model and two steps: plumbing only."""
-    from mlflow import MlflowClient
 
     out = tmp_path / "twin"
     assert main([str(out), "--word-problems", "--train", "120", "--test", "8"]) == 0
@@ -138,9 +137,7 @@ def test_math_twin_runs_end_to_end(tmp_path: Path, store: str, monkeypatch) -> N
                  "evaluation.max_new_tokens=12", "evaluation.lm_eval.limit=4", "evaluation.lm_eval.max_gen_toks=12",
                  f"tracking.workdir={tmp_path / 'trials'}"]
     assert cli.main(["run", str(REPO / "suites" / "math_tiny.yaml"), "--no-ray", *overrides]) == 0
-    client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("math_tiny").experiment_id])
-    trials = {r.data.tags["mtp_bench.method"]: r for r in runs if r.data.tags.get("mtp_bench.kind") == "trial"}
+    client, trials = recorded_trials(store, "math_tiny")
     assert set(trials) == {"ntp", "mutor"}
     for run in trials.values():
         assert run.info.status == "FINISHED"

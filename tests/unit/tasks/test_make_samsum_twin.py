@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, shared_data
+from helpers import REPO, recorded_trials, shared_data
 from mtp_bench import cli
 from mtp_bench.cli.entry import run_script
 from mtp_bench.errors import DataError
@@ -148,7 +148,6 @@ def test_the_twin_suite_validates_on_the_files_and_not_without(tmp_path: Path, m
 def test_samsum_twin_runs_end_to_end(dialogsum: Path, tmp_path: Path, store: str, monkeypatch) -> None:
     """The twin's commands on DialogSum-derived chats: write the files, train NTP and MuToR, generate summaries,
     score ROUGE, select on validation ROUGE-L and compare. A micro model and two steps: plumbing only."""
-    from mlflow import MlflowClient
 
     assert main(["--out", str(tmp_path / "twin"), "--source", str(dialogsum)]) == 0
     monkeypatch.setenv("MTP_BENCH_SAMSUM_TWIN_DIR", str(tmp_path / "twin"))
@@ -158,9 +157,7 @@ def test_samsum_twin_runs_end_to_end(dialogsum: Path, tmp_path: Path, store: str
                  "data.validation_size=4", "data.eval_limit=4", "evaluation.max_new_tokens=12",
                  f"tracking.workdir={tmp_path / 'trials'}"]
     assert cli.main(["run", SUITE, "--no-ray", *overrides]) == 0
-    client = MlflowClient(store)
-    runs = client.search_runs([client.get_experiment_by_name("samsum_tiny").experiment_id])
-    trials = {r.data.tags["mtp_bench.method"]: r for r in runs if r.data.tags.get("mtp_bench.kind") == "trial"}
+    client, trials = recorded_trials(store, "samsum_tiny")
     assert set(trials) == {"ntp", "mutor"}
     for run in trials.values():
         assert run.info.status == "FINISHED"
